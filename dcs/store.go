@@ -13,7 +13,8 @@ type Reader interface {
 	Cluster(ctx context.Context) (*Cluster, error)
 
 	// Watch delivers every change under the cluster prefix, in store order,
-	// each with the snapshot right after it, starting with the changes after
+	// each with the snapshot at its revision (after every change a single
+	// transaction made), starting with the changes after
 	// the snapshot Cluster would return now. The channel is closed when ctx is
 	// done or the store is closed. A reader that falls far behind, or a watch
 	// that resumes past a compaction, gets one EventReset carrying a fresh
@@ -27,9 +28,13 @@ type Reader interface {
 // when the node stops renewing.
 type Session interface {
 	// KeepAlive renews the node's lease once, granting a new one with the given
-	// TTL when there is none, when the old one expired, or when ttl differs from
-	// the current lease's TTL (the old lease is then revoked). The returned
-	// Lease.Sent is the monotonic time the renewal was sent.
+	// TTL when there is none or the old one expired. When ttl differs from the
+	// current lease's TTL a new lease is granted, the node's member key and its
+	// leader key (if it holds it on the old lease) move to the new lease in one
+	// transaction, and the old lease is revoked: leadership survives a TTL
+	// change. The returned Lease.Sent is the monotonic time the renewal was sent.
+	// A lease that had expired yields a new lease and no error; the caller sees
+	// the new ID (keys that were attached to the old lease are gone).
 	KeepAlive(ctx context.Context, ttl time.Duration) (Lease, error)
 
 	// PutMember publishes the node's member key, attached to its lease
