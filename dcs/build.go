@@ -63,7 +63,7 @@ func BuildCluster(kvs []KeyValue, revision int64) *Cluster {
 			}
 			s.ModRevision = kv.ModRevision
 			c.Status = s
-		case kv.Key == KeyLeaderOptime:
+		case kv.Key == KeyOptimeLeader:
 			optimeKV = kv
 		case kv.Key == KeyFailsafe:
 			m, err := DecodeFailsafe(kv.Value)

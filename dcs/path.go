@@ -19,7 +19,7 @@ const (
 	KeySync         = "sync"
 	KeyHistory      = "history"
 	KeyStatus       = "status"
-	KeyLeaderOptime = "optime/leader"
+	KeyOptimeLeader = "optime/leader"
 	KeyFailsafe     = "failsafe"
 )
 
