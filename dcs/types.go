@@ -459,4 +459,3 @@ func (p Precondition) Kind() (kind string, rev int64) {
 	}
 	return "any", 0
 }
-
