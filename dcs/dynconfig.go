@@ -12,7 +12,7 @@ import (
 // accepts down to MinTTL because its leader fence is timer-driven and does not
 // wait for loop_wait (DESIGN.md, "Configuration and defaults").
 const (
-	MinTTL          = 4 * time.Second
+	MinTTL          = 3 * time.Second
 	MinLoopWait     = 1 * time.Second
 	MinRetryTimeout = 1 * time.Second
 )
