@@ -246,6 +246,8 @@ func (c Config) Validate() error {
 	}
 	if !filepath.IsAbs(c.SocketDir) {
 		bad("SocketDir", "must be an absolute path, got %q", c.SocketDir)
+	} else if strings.ContainsAny(c.SocketDir, ", '\"\\\n") {
+		bad("SocketDir", "must not contain commas, spaces, quotes or backslashes (it becomes unix_socket_directories), got %q", c.SocketDir)
 	} else if n := len(filepath.Join(c.SocketDir, ".s.PGSQL."+strconv.Itoa(c.Port))); n > maxSocketPath {
 		bad("SocketDir", "socket path would be %d bytes, more than the %d unix sockets allow; choose a shorter directory", n, maxSocketPath)
 	}

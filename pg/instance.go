@@ -51,7 +51,6 @@ type Instance struct {
 	closeCh   chan struct{}
 	closeOnce sync.Once
 	watchers  sync.WaitGroup // watchers of adopted postmasters; Close waits for them
-	reapers   sync.WaitGroup // reapers of child postmasters; end when the postmaster does
 }
 
 // postmaster is one run of the server.
@@ -374,13 +373,23 @@ func (i *Instance) Stop(ctx context.Context, mode StopMode) error {
 	if err := syscall.Kill(p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return &CommandError{Op: "stop", Command: argv, ExitCode: -1, Err: err}
 	}
-	select {
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-		return &CommandError{Op: "stop", Command: argv, ExitCode: -1, Cause: ctxCause(ctx.Err()), Err: ctx.Err(),
-			LogTail: i.logTail(p.logOffset), LogFile: i.cfg.LogFile,
-			Detail: fmt.Sprintf("postgres (pid %d) has not exited after a %s shutdown request and is left running", p.pid, mode)}
+	// p.done is closed by the reaper or the pidfd watcher; the poll covers
+	// a postmaster found after Close, which nobody watches.
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-p.done:
+			return nil
+		case <-poll.C:
+			if !p.child && !processAlive(p.pid) {
+				return nil
+			}
+		case <-ctx.Done():
+			return &CommandError{Op: "stop", Command: argv, ExitCode: -1, Cause: ctxCause(ctx.Err()), Err: ctx.Err(),
+				LogTail: i.logTail(p.logOffset), LogFile: i.cfg.LogFile,
+				Detail: fmt.Sprintf("postgres (pid %d) has not exited after a %s shutdown request and is left running", p.pid, mode)}
+		}
 	}
 }
 
@@ -458,9 +467,9 @@ func (i *Instance) start(ctx context.Context) error {
 	i.pm = p
 	i.mu.Unlock()
 	i.log.Info("started postgres", "pid", p.pid, "port", i.cfg.Port)
-	i.reapers.Add(1)
+	// The reaper: it ends when the postmaster does, not at Close (only it
+	// can collect the exit status).
 	go func() {
-		defer i.reapers.Done()
 		_ = cmd.Wait()
 		_ = logf.Close()
 		ev := ExitEvent{PID: p.pid, Time: time.Now(), ExitCode: -1, StatusKnown: true}

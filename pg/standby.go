@@ -188,6 +188,10 @@ func (i *Instance) Promote(ctx context.Context) error {
 	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_promote(wait => false)").Scan(&signalled); err != nil {
 		return &CommandError{Op: op, ExitCode: -1, Err: err, Cause: ctxCause(ctx.Err()), LogTail: i.logTail(p.logOffset), LogFile: i.cfg.LogFile}
 	}
+	if !signalled {
+		return &CommandError{Op: op, ExitCode: -1, LogTail: i.logTail(p.logOffset), LogFile: i.cfg.LogFile,
+			Detail: "pg_promote could not signal the postmaster"}
+	}
 	delay := 500 * time.Microsecond
 	t := time.NewTimer(delay)
 	defer t.Stop()
