@@ -17,6 +17,7 @@ import (
 
 // Credentials are a PostgreSQL role name and password.
 type Credentials struct {
+	// Username is the role name.
 	Username string
 	// Password may be empty when pg_hba.conf does not ask for one (trust).
 	// pgha writes it to Config.PgpassFile for the programs it runs and

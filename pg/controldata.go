@@ -31,13 +31,13 @@ type ControlData struct {
 	// CheckpointLSN is "Latest checkpoint location"; RedoLSN its REDO
 	// location.
 	CheckpointLSN LSN
-	RedoLSN       LSN
+	RedoLSN       LSN // where replay of the last checkpoint starts
 	// Timeline is "Latest checkpoint's TimeLineID".
 	Timeline int
 	// MinRecoveryEndLSN and MinRecoveryEndTimeline are the "Minimum recovery
 	// ending location" and its timeline (zero when not in recovery).
 	MinRecoveryEndLSN      LSN
-	MinRecoveryEndTimeline int
+	MinRecoveryEndTimeline int    // timeline of MinRecoveryEndLSN
 	WALLevel               string // "wal_level setting"
 	WALLogHints            bool   // "wal_log_hints setting"
 	// ChecksumVersion is "Data page checksum version"; 0 means checksums are
@@ -156,8 +156,8 @@ func (i *Instance) controlData(ctx context.Context, op string) (ControlData, err
 	}
 	cd, perr := ParseControlData(out)
 	if perr != nil {
-		return cd, &CommandError{Op: op, Command: append([]string{"pg_controldata"}, argv...), ExitCode: 0,
-			Cause: ErrCorruptDataDir, Detail: perr.Error()}
+		return cd, &CommandError{Op: op, ExitCode: -1, Cause: ErrCorruptDataDir,
+			Detail: "pg_controldata -D " + i.cfg.DataDir + ": " + perr.Error()}
 	}
 	return cd, nil
 }

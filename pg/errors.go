@@ -65,6 +65,7 @@ type ConfigError struct {
 	Problem string // what is wrong and what to do about it
 }
 
+// Error formats the problem with its field.
 func (e *ConfigError) Error() string { return "pg: config: " + e.Field + ": " + e.Problem }
 
 // MissingBinaryError says that a PostgreSQL program could not be found.
@@ -73,6 +74,7 @@ type MissingBinaryError struct {
 	Searched []string // the places looked at, in order, for the user to check
 }
 
+// Error names the program and every place searched.
 func (e *MissingBinaryError) Error() string {
 	return fmt.Sprintf("pg: PostgreSQL program %q not found (looked in: %s); install PostgreSQL 13 or newer or set Config.BinDir / PGHA_PG_BIN",
 		e.Program, strings.Join(e.Searched, ", "))
@@ -88,6 +90,7 @@ type DirError struct {
 	Cause   error  // a sentinel (ErrNotInitialized, ErrPermission, ...) or nil
 }
 
+// Error names the operation, the path and the problem.
 func (e *DirError) Error() string {
 	s := fmt.Sprintf("pg: %s: %s: %s", e.Op, e.Path, e.Problem)
 	if e.Cause != nil {
@@ -116,6 +119,8 @@ type CommandError struct {
 	Err      error    // the underlying error (exec, context), or nil
 }
 
+// Error gives the operation, cause, decisive line, command, exit status
+// and the last lines of output and server log, on one line.
 func (e *CommandError) Error() string {
 	var b strings.Builder
 	b.WriteString("pg: ")

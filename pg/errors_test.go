@@ -220,6 +220,26 @@ func TestFailures(t *testing.T) {
 		require.Empty(t, entries, "a failed clone leaves the data directory empty")
 	})
 
+	t.Run("rewind without wal_log_hints or checksums", func(t *testing.T) {
+		t.Parallel()
+		// The template was made without checksums and never started, so
+		// pg_control still has initdb's wal_log_hints = off.
+		cfg := pgtest.Config(t, "w")
+		inst := initialized(t, cfg)
+		_, err := inst.Rewind(ctx, pg.Upstream{Host: "127.0.0.1", Port: freeport.MustGet(t)})
+		requireCommandError(t, err, pg.ErrRewindNotPossible, "wal_log_hints", "Clone")
+		require.False(t, pg.Retryable(err))
+	})
+
+	t.Run("clone into a non-empty directory", func(t *testing.T) {
+		t.Parallel()
+		cfg := pgtest.Config(t, "n")
+		inst := initialized(t, cfg)
+		err := inst.Clone(ctx, pg.Upstream{Host: "127.0.0.1"}, nil)
+		requireDirError(t, err, pg.ErrDataDirNotEmpty, cfg.DataDir)
+		require.True(t, inst.Initialized(), "the existing cluster is left alone")
+	})
+
 	t.Run("state errors", func(t *testing.T) {
 		t.Parallel()
 		cfg := pgtest.Config(t, "s")

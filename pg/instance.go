@@ -66,7 +66,7 @@ type postmaster struct {
 // ExitEvent reports a postmaster that exited without pgha asking it to: a
 // crash, a kill by someone else, or a shutdown requested outside pgha.
 type ExitEvent struct {
-	PID  int
+	PID  int       // the postmaster's process id
 	Time time.Time // when pgha noticed
 	// ExitCode is the exit status, or -1 when the process was killed by a
 	// signal or is not a child of this process (status unknown).
@@ -80,6 +80,7 @@ type ExitEvent struct {
 	LogTail string
 }
 
+// String describes how the postmaster ended.
 func (e ExitEvent) String() string {
 	switch {
 	case !e.StatusKnown:
@@ -332,6 +333,8 @@ const (
 	StopImmediate
 )
 
+// String returns the pg_ctl name of the mode: "fast", "smart" or
+// "immediate".
 func (m StopMode) String() string {
 	switch m {
 	case StopFast:

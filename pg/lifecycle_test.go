@@ -322,7 +322,15 @@ func TestLifecycle(t *testing.T) {
 		require.False(t, ok)
 
 		// A replica restarts by itself after a crash (postgres runs crash
-		// recovery and resumes streaming).
+		// recovery and resumes streaming); single-user recovery is refused
+		// for it.
+		cd, err := a.ControlData(ctx)
+		require.NoError(t, err)
+		require.Equal(t, pg.StateInArchiveRecovery, cd.State)
+		err = a.CrashRecovery(ctx)
+		var de *pg.DirError
+		require.ErrorAs(t, err, &de)
+		require.Contains(t, err.Error(), "start it again as a standby")
 		require.NoError(t, a.Start(ctx))
 		waitStreaming(t, a, 2)
 	})

@@ -32,9 +32,10 @@ type Adjustment struct {
 	Name   string // parameter name, lowercased
 	Given  string // the user's value
 	Used   string // the value used instead; "" when the parameter was dropped
-	Reason string
+	Reason string // why, for a person to read
 }
 
+// String describes the adjustment for a log line.
 func (a Adjustment) String() string {
 	if a.Used == "" {
 		return fmt.Sprintf("%s=%q ignored: %s", a.Name, a.Given, a.Reason)

@@ -53,7 +53,7 @@ func (i *Instance) Rewind(ctx context.Context, up Upstream) (rewound bool, err e
 		}
 	}
 	if !cd.RewindPossible() {
-		return false, &CommandError{Op: op, Command: []string{"pg_controldata", "-D", i.cfg.DataDir}, ExitCode: 0, Cause: ErrRewindNotPossible,
+		return false, &CommandError{Op: op, ExitCode: -1, Cause: ErrRewindNotPossible,
 			Detail: "pg_control shows wal_log_hints off and data checksums disabled; reinitialise this member with Clone"}
 	}
 	if err := i.prepareRuntime(op); err != nil {
@@ -91,16 +91,22 @@ func (i *Instance) Rewind(ctx context.Context, up Upstream) (rewound bool, err e
 	return rewound, nil
 }
 
-// CrashRecovery finishes an unclean shutdown of a stopped instance by
-// running postgres in single-user mode (postgres --single, with
-// archive_mode=on and archive_command=false so nothing is archived), as
-// Patroni does before pg_rewind or when it must not start a crashed primary
-// normally (SPEC 3.8). It removes standby.signal and recovery.signal for
-// the run (single-user mode does not support standby mode) and puts back a
-// standby.signal that was there. After a clean shutdown it does nothing. A
-// data directory with a backup_label (a copy whose recovery never finished)
-// is refused: start it as a standby instead. Bounded by
-// Config.TransferTimeout and ctx.
+// CrashRecovery finishes an unclean shutdown of a stopped former primary
+// (pg_control says "in production", "shutting down" or "in crash
+// recovery") by running postgres in single-user mode (postgres --single,
+// with archive_mode=on and archive_command=false so nothing is archived),
+// as Patroni does when it must not simply start a crashed primary (SPEC
+// 3.8). It removes standby.signal and recovery.signal for the run
+// (single-user mode does not support standby mode) and puts back a
+// standby.signal that was there. After a clean shutdown it does nothing.
+//
+// It refuses a replica that crashed ("in archive recovery"): recovery ends
+// with a checkpoint written at the end of the replica's own WAL, which its
+// upstream does not have, so the replica could not resume streaming on the
+// same timeline. Start such a replica again (postgres recovers by itself);
+// Rewind runs single-user recovery itself when a rewind follows. It also
+// refuses a data directory with a backup_label (a copy whose recovery never
+// finished). Bounded by Config.TransferTimeout and ctx.
 func (i *Instance) CrashRecovery(ctx context.Context) error {
 	const op = "crash recovery"
 	release, err := i.begin(ctx, op)
@@ -117,8 +123,13 @@ func (i *Instance) CrashRecovery(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if cd.CleanShutdown() {
+	switch {
+	case cd.CleanShutdown():
 		return nil
+	case cd.State == StateInArchiveRecovery:
+		return &DirError{Op: op, Path: i.cfg.DataDir, Problem: "the instance crashed as a replica (in archive recovery); " +
+			"start it again as a standby instead (single-user recovery would write a checkpoint its upstream does not have), " +
+			"or Rewind it, which recovers it first"}
 	}
 	return i.crashRecovery(ctx, op, cd)
 }
@@ -162,7 +173,7 @@ func (i *Instance) crashRecovery(ctx context.Context, op string, cd ControlData)
 		return err
 	}
 	if !after.CleanShutdown() {
-		return &CommandError{Op: op, Command: []string{"postgres", "--single"}, ExitCode: 0,
+		return &CommandError{Op: op, ExitCode: -1, Cause: ErrCorruptDataDir,
 			Detail: fmt.Sprintf("pg_control still says %q after single-user recovery", after.State)}
 	}
 	i.log.Info("crash recovery finished", "checkpoint_lsn", after.CheckpointLSN.String(), "timeline", after.Timeline)

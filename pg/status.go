@@ -26,8 +26,8 @@ const (
 // come from one query; when it does not, Control holds what pg_controldata
 // says.
 type Status struct {
-	Running bool
-	PID     int
+	Running bool // a live postmaster owns the data directory
+	PID     int  // the postmaster's pid, when Running
 	// PostmasterStatus is line 8 of postmaster.pid: PMStarting, PMReady,
 	// PMStandby or PMStopping.
 	PostmasterStatus string
@@ -38,15 +38,15 @@ type Status struct {
 	// a promotion); on a replica, the one its WAL receiver receives, or, with
 	// no receiver, the timeline of its last restartpoint.
 	Timeline int
-	SystemID uint64
+	SystemID uint64 // the cluster's system identifier (pg_control_system)
 
 	// On a primary: the current write position and how far WAL is flushed.
-	CurrentLSN LSN
-	FlushLSN   LSN
+	CurrentLSN LSN // pg_current_wal_lsn()
+	FlushLSN   LSN // pg_current_wal_flush_lsn()
 	// On a replica: how far WAL has been received (and flushed) and
 	// replayed.
-	ReceiveLSN LSN
-	ReplayLSN  LSN
+	ReceiveLSN LSN // pg_last_wal_receive_lsn()
+	ReplayLSN  LSN // pg_last_wal_replay_lsn()
 
 	// WALReceiver is the replica's WAL receiver, nil when there is none.
 	WALReceiver *WALReceiver
@@ -60,16 +60,16 @@ type Status struct {
 
 // WALReceiver is a row of pg_stat_wal_receiver.
 type WALReceiver struct {
-	PID int
+	PID int // the WAL receiver process
 	// Status is "streaming", "starting", "waiting", "stopping",
 	// "restarting" or "stopped".
 	Status           string
-	ReceivedTimeline int
-	FlushedLSN       LSN
-	LatestEndLSN     LSN
-	SlotName         string
-	SenderHost       string
-	SenderPort       int
+	ReceivedTimeline int    // timeline of the WAL being received
+	FlushedLSN       LSN    // received and flushed to disk
+	LatestEndLSN     LSN    // last position reported by the upstream
+	SlotName         string // primary_slot_name in use
+	SenderHost       string // the upstream's host
+	SenderPort       int    // the upstream's port
 }
 
 // Connect opens a connection to the instance as the superuser, through the
