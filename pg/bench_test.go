@@ -22,8 +22,11 @@ import (
 //	go test -run XXX -bench . -benchtime=20x ./pg/
 func BenchmarkLifecycle(b *testing.B) {
 	ctx := context.Background()
+	// Benchmark logs are always printed, so keep them quiet; and measure
+	// with fsync on, as in production (the tests turn it off).
 	quiet := func(cfg pg.Config) pg.Config {
 		cfg.Logger = hclog.NewNullLogger()
+		delete(cfg.Parameters, "fsync")
 		return cfg
 	}
 	primary := pgtest.Init(b, quiet(pgtest.Config(b, "bench-primary")))
