@@ -18,12 +18,17 @@
 // nothing:
 //
 //	inst, err := pg.New(ctx, pg.Config{
-//		Name:        "node1",
-//		DataDir:     "/var/lib/pgha/node1",
-//		Port:        5432,
-//		Superuser:   pg.Credentials{Username: "postgres", Password: su},
-//		Replication: pg.Credentials{Username: "replicator", Password: repl},
-//		HBA:         []string{"local all all trust", "host all all 10.0.0.0/8 scram-sha-256", "host replication replicator 10.0.0.0/8 scram-sha-256"},
+//		Name:          "node1",
+//		DataDir:       "/var/lib/pgha/node1",
+//		ListenAddress: "10.0.0.1", // also the ConnectAddress others use
+//		Port:          5432,
+//		Superuser:     pg.Credentials{Username: "postgres", Password: su},
+//		Replication:   pg.Credentials{Username: "replicator", Password: repl},
+//		HBA: []string{
+//			"local all all trust",
+//			"host all all 10.0.0.0/8 scram-sha-256",
+//			"host replication replicator 10.0.0.0/8 scram-sha-256",
+//		},
 //	})
 //
 // A first member runs [Instance.Initdb], [Instance.Start] and
@@ -56,7 +61,7 @@
 //	any        --ConfigureStandby(upstream)-> standby.signal + recovery settings (a running
 //	                                          replica reloads; a primary needs a restart)
 //	stopped, diverged --Rewind(new primary)-->   stopped, ready for ConfigureStandby + Start
-//	stopped, unclean  --CrashRecovery-->         stopped, clean
+//	stopped, crashed as primary --CrashRecovery--> stopped, clean
 //	running    --(postmaster dies)-->         stopped; an ExitEvent on Exits()
 //
 // Start launches the postmaster as a child of this process in its own

@@ -169,8 +169,9 @@ func (i *Instance) Exits() <-chan ExitEvent { return i.events }
 // start, and waits for them. It does not stop Postgres. The goroutine that
 // reaps a postmaster this Instance started keeps running until that
 // postmaster exits, because only it can collect the exit status. After
-// Close, every method returns ErrClosed except Stop, Status, Running and
-// ControlData. Close is idempotent.
+// Close, the operations that change the instance (see [Instance]) and
+// EnsureRoles return ErrClosed; Stop, Status, Running, ControlData, Connect
+// and Checkpoint still work. Close is idempotent.
 func (i *Instance) Close() error {
 	i.closeOnce.Do(func() {
 		i.mu.Lock()
