@@ -40,7 +40,7 @@
 // [dcs.EventReset] with the fresh snapshot. Cluster serves the cache and waits
 // up to RetryTimeout for its first read. Each successful write of this store
 // returns only after the cache has applied it (bounded by the request
-// timeout), so a node reads its own writes and its watchers see them in store
+// timeout and the caller's context), so a node reads its own writes and its watchers see them in store
 // order. PutMember skips the write when the cache already holds an equal value
 // on the current lease.
 //

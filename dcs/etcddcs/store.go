@@ -61,10 +61,15 @@ var _ dcs.Store = (*Store)(nil)
 // New connects to etcd and starts the store's watch of the cluster prefix.
 // It fails on an invalid Config, unusable TLS files or rejected credentials;
 // it does not wait for etcd to answer otherwise (Cluster waits for the first
-// read). ctx bounds only the connection made here.
+// read). Authentication, when configured, is bounded by DialTimeout; ctx
+// only supplies values to the client (its cancellation does not end the
+// store) and must not be done already.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("etcddcs: new: %w", err)
 	}
 	cfg.Endpoints = append([]string(nil), cfg.Endpoints...)
 	if cfg.RetryTimeout == 0 {
@@ -203,15 +208,16 @@ func (s *Store) rctx(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, s.reqTimeout)
 }
 
-// settle waits (bounded by the request timeout) until the cache reflects a
-// write this store made at rev, so that the caller reads its own writes from
-// Cluster and the watch delivers them before anything later. The write has
-// succeeded either way.
+// settle waits (bounded by ctx and the request timeout) until the cache
+// reflects a write this store made at rev, so that the caller reads its own
+// writes from Cluster and PutMember's equality check sees them. The write
+// has succeeded either way. (Waiting for the watch instead of writing into
+// the cache directly keeps the cache, and every Watch, in store order.)
 func (s *Store) settle(ctx context.Context, rev int64) {
 	if rev <= 0 {
 		return
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.reqTimeout)
+	wctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
 	defer cancel()
 	if !s.cache.await(wctx, s.done, rev) && !s.isClosed() {
 		s.log.Debug("cache did not catch up with own write in time", "rev", rev, "cache_rev", s.cache.revision())
