@@ -97,11 +97,30 @@ func (w *tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Config returns a configuration for member name with everything in a
-// fresh Dir: data directory dir/data, socket directory dir/run, log
-// dir/data.log; a free port on 127.0.0.1; the Superuser, Replication and
-// Rewind passwords above; and an HBA that asks for passwords over TCP (so
-// pgpass handling is exercised) and trusts the local socket.
+// shortDir returns a new directory with a short path (unix socket paths
+// are limited to 107 bytes, and t.TempDir paths grow with test names),
+// reachable like Dir and removed when the test ends.
+func shortDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "pgha")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	if os.Geteuid() == 0 {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+	}
+	return d
+}
+
+// Config returns a configuration for member name: data directory
+// Dir/data, log Dir/data.log, socket directory (and pgpass) in a short
+// temporary directory; a free port on 127.0.0.1; the Superuser,
+// Replication and Rewind passwords above; and an HBA that asks for
+// passwords over TCP (so pgpass handling is exercised) and trusts the local
+// socket.
 func Config(t testing.TB, name string) pg.Config {
 	t.Helper()
 	bin := BinDir(t)
@@ -112,7 +131,7 @@ func Config(t testing.TB, name string) pg.Config {
 		DataDir:     filepath.Join(dir, "data"),
 		BinDir:      bin,
 		Port:        freeport.MustGet(t),
-		SocketDir:   filepath.Join(dir, "run"),
+		SocketDir:   filepath.Join(shortDir(t), "run"),
 		Superuser:   pg.Credentials{Username: "postgres", Password: SuperuserPassword},
 		Replication: pg.Credentials{Username: "replicator", Password: ReplicationPassword},
 		Rewind:      pg.Credentials{Username: RewindUser, Password: RewindPassword},
