@@ -157,6 +157,8 @@ func TestLifecycle(t *testing.T) {
 		pid, ok := a.Running()
 		require.True(t, ok)
 		require.Equal(t, st.PID, pid)
+		require.Equal(t, "postgres://127.0.0.1:"+strconv.Itoa(acfg.Port)+"/postgres", a.ConnURL())
+		require.GreaterOrEqual(t, a.Version(), pg.MinVersion)
 
 		for name, want := range map[string]string{
 			"wal_log_hints": "on", "hot_standby": "on", "cluster_name": "pgtest", "data_checksums": "on",
