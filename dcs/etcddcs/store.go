@@ -541,7 +541,7 @@ func (s *Store) AcquireLeader(ctx context.Context) (dcs.Lease, error) {
 		}
 		if !resp.Succeeded {
 			holder := ""
-			if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+			if r := firstRange(resp.Responses); r != nil && len(r.Kvs) > 0 {
 				holder = string(r.Kvs[0].Value)
 			}
 			return dcs.Lease{}, fmt.Errorf("etcddcs: acquire leader: %w: held by %q", dcs.ErrConflict, holder)
@@ -592,7 +592,10 @@ func (s *Store) RefreshLeader(ctx context.Context) (dcs.Lease, error) {
 	if resp.Succeeded {
 		return lease, nil
 	}
-	nested := resp.Responses[0].GetResponseTxn()
+	var nested *etcdserverpb.TxnResponse
+	if len(resp.Responses) > 0 {
+		nested = resp.Responses[0].GetResponseTxn()
+	}
 	if nested != nil && nested.Succeeded {
 		s.log.Info("leader key was absent; re-created it", "lease", leaseHex(lease.ID))
 		s.settle(ctx, resp.Header.Revision)
@@ -600,7 +603,7 @@ func (s *Store) RefreshLeader(ctx context.Context) (dcs.Lease, error) {
 	}
 	holder := ""
 	if nested != nil && len(nested.Responses) > 0 {
-		if r := nested.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+		if r := firstRange(nested.Responses); r != nil && len(r.Kvs) > 0 {
 			holder = fmt.Sprintf("%q on lease %x", r.Kvs[0].Value, r.Kvs[0].Lease)
 		}
 	}
@@ -644,7 +647,7 @@ func (s *Store) leaderTxn(ctx context.Context, op, key string, cond dcs.Precondi
 		return 0, s.fail(ctx, op, err)
 	}
 	if !resp.Succeeded {
-		r := resp.Responses[0].GetResponseRange()
+		r := firstRange(resp.Responses)
 		if r == nil || len(r.Kvs) == 0 || string(r.Kvs[0].Value) != s.cfg.Name || r.Kvs[0].Lease != lease {
 			holder := "nobody"
 			if r != nil && len(r.Kvs) > 0 {
@@ -656,6 +659,14 @@ func (s *Store) leaderTxn(ctx context.Context, op, key string, cond dcs.Precondi
 	}
 	s.settle(ctx, resp.Header.Revision)
 	return resp.Header.Revision, nil
+}
+
+// firstRange returns the range response of a txn's first op, or nil.
+func firstRange(rs []*etcdserverpb.ResponseOp) *etcdserverpb.RangeResponse {
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs[0].GetResponseRange()
 }
 
 // condCmp translates a precondition on key into a compare.
