@@ -683,7 +683,12 @@ func testMalformed(t *testing.T, h Harness) {
 	for k, v := range garbage {
 		h.WriteRaw(t, k, []byte(v))
 	}
-	c := eventually(t, a, "garbage visible", func(c *dcs.Cluster) bool { return len(c.Members) == 3 && c.Config != nil && c.Failsafe != nil })
+	// Wait for every key: they are written in map order, and a store that
+	// reads through a watch cache may serve a snapshot between two writes.
+	c := eventually(t, a, "garbage visible", func(c *dcs.Cluster) bool {
+		return len(c.Members) == 3 && c.Config != nil && c.Failsafe != nil && c.Failover != nil && c.Sync != nil &&
+			c.History != nil && c.Initialize != nil && c.Leader != nil && c.Status.ModRevision != 0
+	})
 	require.NotNil(t, c.Config.Data)
 	require.Empty(t, c.Config.Data, "invalid config decodes to {}")
 	require.Equal(t, 30*time.Second, c.Config.Dynamic().TTL, "and the defaults apply")
