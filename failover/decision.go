@@ -287,8 +287,11 @@ type Decision struct {
 	Memory Memory
 }
 
-// String renders the decision on one line, e.g.
-// "demote(graceful) target=node2: switchover: demoting myself".
+// String renders the decision on one line: the action, the demote mode,
+// the target, side effects marked with "+" (with the revision they are
+// conditional on), "blocked", then the reason. For example
+// "demote(graceful) target=node2: switchover: demoting myself" or
+// "promote target=node2 +clear_failover@65: promoting self ...".
 func (d Decision) String() string {
 	var b strings.Builder
 	b.WriteString(d.Action.String())
@@ -299,13 +302,16 @@ func (d Decision) String() string {
 		b.WriteString(" target=" + d.Target)
 	}
 	if d.ClearFailover {
-		b.WriteString(" clear_failover@" + itoa(d.FailoverRevision))
+		if d.Action != ActionClearFailover {
+			b.WriteString(" +clear_failover")
+		}
+		b.WriteString("@" + itoa(d.FailoverRevision))
 	}
 	if d.SetInitialize {
-		b.WriteString(" set_initialize@" + itoa(d.InitializeRevision))
+		b.WriteString(" +set_initialize@" + itoa(d.InitializeRevision))
 	}
 	if d.WriteConfig {
-		b.WriteString(" write_config")
+		b.WriteString(" +write_config")
 	}
 	if d.Blocked != BlockNone {
 		b.WriteString(" blocked")

@@ -83,17 +83,23 @@
 //	  wrong upstream              -> follow
 //	  otherwise                   -> none ("a secondary, and following a leader")
 //
-// A node's life, seen as states and the decisions that move it:
+// A node's life as a state machine (state, decision, next state):
 //
-//	              bootstrap (won /initialize)              acquire_leader + promote
-//	  [empty] ───────────────────────────────> [primary] <──────────────────────── [replica]
-//	     │ clone                                 │   │ demote (offline / graceful /     ^  │
-//	     └──────────────────> [replica] <────────┘   │  immediate / immediate-nolock)   │  │ follow
-//	                              ^                  │ crash                            │  │
-//	                              │ start_as_replica v                                  │  │
-//	                          [stopped] <──────── [crashed] ── restart_primary ──> [primary]
-//	                              │ check_divergence                                    │
-//	                              └─> rewind / reinitialize / crash_recovery ───────────┘
+//	no data         bootstrap (won /initialize)     primary, leader
+//	no data         clone                           replica
+//	replica         follow                          replica of the new upstream
+//	replica         acquire_leader, then promote    primary, leader (new timeline)
+//	primary         demote offline                  replica without upstream, key kept (DCS down)
+//	primary         demote graceful                 replica of the candidate, key released
+//	primary         demote immediate                stopped, key released, then replica
+//	primary         demote immediate-nolock         stopped, then replica of the new leader
+//	primary         (Postgres crashes)              primary down
+//	primary down    restart_primary                 primary, same timeline, key kept
+//	primary down    demote immediate                stopped (fail over)
+//	stopped         crash_recovery                  stopped, shut down cleanly
+//	stopped         check_divergence, rewind        replica of the leader
+//	any with data   reinitialize                    replica (fresh copy)
+//	stopped         start_as_replica                replica
 //
 // # The lag rule
 //
