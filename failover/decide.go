@@ -236,9 +236,12 @@ func (d *decider) foldResult() {
 	}
 }
 
+// rememberLeader records the leader key when another member holds it. My
+// own tenure is not recorded: the promote-time lag check must still judge
+// /status against the tenure before mine.
 func (d *decider) rememberLeader() {
 	l := d.c.Leader
-	if l == nil || l.Name == "" {
+	if l == nil || l.Name == "" || l.Name == d.me {
 		return
 	}
 	t := LeaderToken{Name: l.Name, CreateRevision: l.CreateRevision, Lease: l.Lease, APIURL: l.Member.Data.APIURL}

@@ -115,10 +115,11 @@
 //     peer's (received or replayed on a replica, flushed on a primary), all
 //     read at decision time, never the member keys' published values;
 //   - raised to /status.optime only when /status is current: written
-//     during the last leader tenure this node saw (its ModRevision is not
-//     older than that leader key's CreateRevision; see Memory.LastLeader).
-//     A node that saw no tenure (restarted during the outage) trusts
-//     /status, as Patroni does.
+//     during the last tenure of another member that this node saw as
+//     leader (its ModRevision is not older than that leader key's
+//     CreateRevision; see Memory.LastLeader), or later. A node that saw no
+//     tenure (its agent restarted during the outage) trusts /status, as
+//     Patroni does.
 //
 // A /status written by the last leader and ahead of every live member is
 // real WAL that a failover would lose, so it still counts. Candidates are

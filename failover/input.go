@@ -313,11 +313,11 @@ func (d Divergence) String() string {
 // Memory of each Decision and passes it back in the next Input; Decide never
 // keeps state of its own.
 type Memory struct {
-	// LastLeader is the last leader key seen in a snapshot. It is probed
-	// with the other members when the key is gone (a former leader that still
-	// answers as a primary stops the race), it is excused from the
-	// failover_priority rule, and its tenure tells whether /status is
-	// current (see the lag rule in the package doc).
+	// LastLeader is the last leader key held by another member seen in a
+	// snapshot. It is probed with the other members when the key is gone (a
+	// former leader that still answers as a primary stops the race), it is
+	// excused from the failover_priority rule, and its tenure tells whether
+	// /status is current (see the lag rule in the package doc).
 	LastLeader LeaderToken
 
 	// CrashedAt is when this node, holding the leader key, first saw its
