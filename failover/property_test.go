@@ -168,8 +168,8 @@ func (g *gen) local(name string) failover.Local {
 		Role:       g.pick(dcs.RolePrimary, dcs.RoleReplica, dcs.RoleDemoted, ""),
 		InRecovery: g.chance(0.7), Timeline: int64(g.r.IntN(4)),
 		FlushLSN: g.lsnNear(), ReceiveLSN: g.lsnNear(), ReplayLSN: g.lsnNear(),
-		Upstream:     g.pick("node1", "node2", ""),
-		ControlState: g.pick(failover.ControlInProduction, failover.ControlShutDown, failover.ControlShutDownInRecovery, failover.ControlInArchiveRecovery, failover.ControlInCrashRecovery, ""),
+		Upstream:      g.pick("node1", "node2", ""),
+		ControlState:  g.pick(failover.ControlInProduction, failover.ControlShutDown, failover.ControlShutDownInRecovery, failover.ControlInArchiveRecovery, failover.ControlInCrashRecovery, ""),
 		StandbySignal: g.chance(0.5), BackupLabel: g.chance(0.05),
 		Divergence: failover.Divergence(g.r.IntN(4)),
 	}
