@@ -75,7 +75,7 @@ func (d *decider) statusCurrent() bool {
 // reachable peer's live position, and /status.optime when /status is
 // current. See "The lag rule" in the package doc.
 func (d *decider) reference() (pos int64, from string) {
-	pos, from = d.l.Position(), "my own position"
+	pos, from = d.l.Position(), d.me+"'s live position"
 	for _, p := range d.peers {
 		if p.Name == d.me || !p.Reachable || p.Err != "" {
 			continue

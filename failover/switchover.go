@@ -126,7 +126,15 @@ func ValidateSwitchover(c *dcs.Cluster, cfg dcs.DynamicConfig, req SwitchoverReq
 	if req.Candidate != "" && req.Candidate == leader {
 		return fmt.Errorf("%w: %s is already the leader", ErrSameMember, leader)
 	}
-	d := newDecider(Input{Cluster: c, Config: cfg, Peers: peers, Local: Local{Name: leader}, Now: now, DCSReachable: true})
+	// Judge from the leader's point of view: its probed position is "mine".
+	self := Local{Name: leader}
+	for _, p := range peers {
+		if p.Name == leader && leader != "" && p.Reachable && p.Err == "" {
+			self.Running, self.InRecovery = true, p.InRecovery
+			self.FlushLSN, self.ReceiveLSN, self.ReplayLSN = p.Location, p.ReceivedLocation, p.ReplayedLocation
+		}
+	}
+	d := newDecider(Input{Cluster: c, Config: cfg, Peers: peers, Local: self, Now: now, DCSReachable: true})
 	if d.peers == nil {
 		d.peers = []Peer{}
 	}
