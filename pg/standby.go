@@ -75,7 +75,8 @@ func (i *Instance) replicationConninfo(up Upstream) string {
 	)
 }
 
-// ConfigureStandby makes the instance a replica of up: it writes
+// ConfigureStandby makes the instance a replica of up (the zero Upstream: a
+// read-only standby with no upstream, which replays only what it has): it writes
 // pgha.recovery.conf (primary_conninfo with application_name = Config.Name
 // and the password in Config.PgpassFile, primary_slot_name,
 // recovery_target_timeline = 'latest', recovery targets blanked) and
@@ -93,9 +94,13 @@ func (i *Instance) ConfigureStandby(ctx context.Context, up Upstream) error {
 }
 
 func (i *Instance) configureStandby(op string, up Upstream) error {
-	up = up.withDefaults()
-	if err := up.check(op); err != nil {
-		return err
+	none := up == (Upstream{})
+	rs := &recoverySettings{}
+	if !none {
+		up = up.withDefaults()
+		if err := up.check(op); err != nil {
+			return err
+		}
 	}
 	if err := i.checkInitialized(op); err != nil {
 		return err
@@ -103,10 +108,13 @@ func (i *Instance) configureStandby(op string, up Upstream) error {
 	if err := i.prepareRuntime(op); err != nil {
 		return err
 	}
-	if err := i.setPgpass(up.Host, up.Port, i.cfg.Replication); err != nil {
-		return &DirError{Op: op, Path: i.cfg.PgpassFile, Cause: ErrPermission, Problem: err.Error()}
+	if !none {
+		if err := i.setPgpass(up.Host, up.Port, i.cfg.Replication); err != nil {
+			return &DirError{Op: op, Path: i.cfg.PgpassFile, Cause: ErrPermission, Problem: err.Error()}
+		}
+		rs = &recoverySettings{conninfo: i.replicationConninfo(up), slot: up.SlotName}
 	}
-	if err := i.writeRecoveryConf(&recoverySettings{conninfo: i.replicationConninfo(up), slot: up.SlotName}); err != nil {
+	if err := i.writeRecoveryConf(rs); err != nil {
 		return &DirError{Op: op, Path: i.dataPath(RecoveryConfFile), Cause: ErrPermission, Problem: err.Error()}
 	}
 	if err := i.writeConfFiles(); err != nil {
@@ -116,7 +124,11 @@ func (i *Instance) configureStandby(op string, up Upstream) error {
 	if err := i.id.writeOwnedFile(i.dataPath(standbySignal), nil, 0o600); err != nil {
 		return &DirError{Op: op, Path: i.dataPath(standbySignal), Cause: ErrPermission, Problem: err.Error()}
 	}
-	i.log.Info("configured as standby", "upstream", fmt.Sprintf("%s:%d", up.Host, up.Port), "slot", up.SlotName)
+	if none {
+		i.log.Info("configured as standby without upstream")
+	} else {
+		i.log.Info("configured as standby", "upstream", fmt.Sprintf("%s:%d", up.Host, up.Port), "slot", up.SlotName)
+	}
 	if err := i.signal(op, syscall.SIGHUP); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}

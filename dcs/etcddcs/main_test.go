@@ -3,7 +3,6 @@ package etcddcs_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -15,15 +14,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/goleak"
-	"go.uber.org/zap"
 
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/dcs/dcstest"
 	"github.com/pgha/pgha/dcs/etcddcs"
+	"github.com/pgha/pgha/internal/etcdtest"
 	"github.com/pgha/pgha/internal/faultproxy"
-	"github.com/pgha/pgha/internal/freeport"
 )
 
 // One embedded etcd serves every test of the binary; each test works in its
@@ -50,56 +47,14 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(mainRunner{m})
 }
 
-// startEtcd starts a single-member etcd on free loopback ports in a temporary
-// directory, and the admin client.
+// startEtcd starts the shared embedded etcd and its admin client.
 func startEtcd() (stop func(), err error) {
-	dir, err := os.MkdirTemp("", "etcddcs-test-")
+	e, err := etcdtest.Start("etcddcs-test")
 	if err != nil {
 		return nil, err
 	}
-	clientPort, err := freeport.Get()
-	if err != nil {
-		return nil, err
-	}
-	peerPort, err := freeport.Get()
-	if err != nil {
-		return nil, err
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = "etcddcs-test"
-	cfg.Dir = dir
-	cu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", clientPort)}
-	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peerPort)}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.LogLevel = "fatal" // shutdown logs "errors" that are not
-	cfg.LogOutputs = []string{"stderr"}
-	cfg.UnsafeNoFsync = true // tests only: speed over durability
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		e.Close()
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("etcd not ready after 30 s")
-	}
-	etcdAddr = cu.Host
-	admin, err = clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		e.Close()
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	return func() {
-		_ = admin.Close()
-		e.Close()
-		_ = os.RemoveAll(dir)
-	}, nil
+	etcdAddr, admin = e.Addr, e.Admin
+	return e.Stop, nil
 }
 
 // scopeSeq makes scopes unique within the binary.
