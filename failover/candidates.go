@@ -151,6 +151,14 @@ func (d *decider) healthiest() verdict {
 func (d *decider) manualFailoverNoLeader(f *dcs.Failover) (verdict, bool) {
 	if f.Candidate != "" {
 		if f.Candidate == d.me {
+			// The operator overrides the lag bound, not the check that no
+			// reachable member still runs as a primary.
+			if p := d.needPeers("checking that no member still runs as a primary"); p != nil {
+				return verdict{probe: p}, true
+			}
+			if v, alive := d.primaryAlive(); alive {
+				return v, true
+			}
 			return yes("manual failover: I am the candidate; acquiring the leader lock (maximum_lag_on_failover does not apply)"), true
 		}
 		if _, exists := d.c.Member(f.Candidate); exists {
@@ -185,12 +193,8 @@ func (d *decider) compare(exclude string) verdict {
 	if p := d.needPeers("ranking the members by their live WAL positions"); p != nil {
 		return verdict{probe: p}
 	}
-	// A reachable member that says it is a primary stops the race, whatever
-	// its tags (Patroni looks only at failover-capable members).
-	for _, p := range d.peers {
-		if p.Name != d.me && p.Reachable && p.Err == "" && !p.InRecovery {
-			return no(fmt.Sprintf("not racing: %s is still running as a primary", p.Name))
-		}
+	if v, alive := d.primaryAlive(); alive {
+		return v
 	}
 	eligible := func(p Peer) bool {
 		return p.Name != d.me && p.Name != exclude && p.usable() && p.InRecovery && d.timelineOK(p.Timeline)
@@ -238,6 +242,18 @@ func (d *decider) compare(exclude string) verdict {
 	return yes(fmt.Sprintf("acquiring the leader lock: I am the healthiest node (position %s)", fmtLSN(myPos)))
 }
 
+// primaryAlive: a reachable member that says it is a primary stops the
+// race, whatever its tags (Patroni looks only at failover-capable members,
+// and not at all for a manual failover's candidate).
+func (d *decider) primaryAlive() (verdict, bool) {
+	for _, p := range d.peers {
+		if p.Name != d.me && p.Reachable && p.Err == "" && !p.InRecovery {
+			return no(fmt.Sprintf("not racing: %s is still running as a primary", p.Name)), true
+		}
+	}
+	return verdict{}, false
+}
+
 // failoverPossible is Patroni's is_failover_possible: whether some member
 // other than me (and other than exclude) could take over. candidate
 // restricts the search to one member. minLSN > 0 requires a candidate to
@@ -282,7 +298,9 @@ func (d *decider) failoverPossible(candidate string, minLSN int64, exclude strin
 }
 
 // candidateProblem says why the probed member name cannot take over, as a
-// sentinel (for ValidateSwitchover) and a detail; ("", nil) when it can.
+// detail and a sentinel (for ValidateSwitchover); ("", nil) when it can.
+// minLSN > 0 requires that position instead of the lag bound; minLSN < 0
+// skips the lag check.
 func (d *decider) candidateProblem(name string, ref int64, from string, minLSN int64) (detail string, kind error) {
 	p, ok := d.peer(name)
 	if !ok {
@@ -298,12 +316,16 @@ func (d *decider) candidateProblem(name string, ref int64, from string, minLSN i
 		return "running as a primary", ErrCandidateUnhealthy
 	}
 	pos := p.Position()
-	if minLSN > 0 {
+	switch {
+	case minLSN < 0: // no lag check (an operator's failover without a leader)
+	case minLSN > 0:
 		if pos < minLSN {
 			return fmt.Sprintf("has not received the shutdown checkpoint yet (%s < %s)", fmtLSN(pos), fmtLSN(minLSN)), ErrCandidateLagging
 		}
-	} else if lag := ref - pos; lag > d.cfg.MaximumLagOnFailover {
-		return fmt.Sprintf("lagging %d bytes behind %s (%s); maximum_lag_on_failover is %d", lag, fmtLSN(ref), from, d.cfg.MaximumLagOnFailover), ErrCandidateLagging
+	default:
+		if lag := ref - pos; lag > d.cfg.MaximumLagOnFailover {
+			return fmt.Sprintf("lagging %d bytes behind %s (%s); maximum_lag_on_failover is %d", lag, fmtLSN(ref), from, d.cfg.MaximumLagOnFailover), ErrCandidateLagging
+		}
 	}
 	if !d.timelineOK(p.Timeline) {
 		return fmt.Sprintf("on timeline %d, behind the cluster timeline %d (check_timeline)", p.Timeline, d.c.Timeline()), ErrCandidateTimeline

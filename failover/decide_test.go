@@ -146,6 +146,11 @@ func cases() []tableCase {
 		c.Failover = &dcs.Failover{Candidate: "node2", ModRevision: 55}
 		return c
 	}(), replica("node2", pos)), want{action: failover.ActionAcquireLeader, target: "node2", reason: "manual failover: I am the candidate"})
+	add("unlocked, manual failover names me, but a primary still answers", probed(func() *dcs.Cluster {
+		c := unlocked(cluster())
+		c.Failover = &dcs.Failover{Candidate: "node2", ModRevision: 55}
+		return c
+	}(), replica("node2", pos), primaryPeer("node1", pos)), want{action: failover.ActionNone, reason: "not racing: node1 is still running as a primary"})
 	add("unlocked, manual failover names a healthy peer", probed(func() *dcs.Cluster {
 		c := unlocked(cluster())
 		c.Failover = &dcs.Failover{Candidate: "node3", ModRevision: 55}

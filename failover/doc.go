@@ -190,7 +190,7 @@
 //     bound (Patroni drops it for them) — only the named candidate is
 //     exempt.
 //   - A reachable peer reporting itself a primary stops the race even when
-//     it is tagged nofailover.
+//     it is tagged nofailover, and even for a manual failover's candidate.
 //   - /initialize left empty by a bootstrap in progress is never
 //     overwritten by a node with data (Patroni does on its first cycle),
 //     except by a running primary.

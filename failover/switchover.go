@@ -73,7 +73,10 @@ var (
 // position a candidate's lag is measured from. The live checks (leader,
 // candidate health, lag, timeline) are made only for an immediate request;
 // a scheduled one is checked for shape and tags only, as its candidate may
-// catch up by then (the leader checks again when it falls due).
+// catch up by then (the leader checks again when it falls due). A failover
+// when the cluster has no leader is not refused for lag: it is how an
+// operator overrides maximum_lag_on_failover when failover is blocked by
+// lag.
 //
 // Synchronous and pause modes are not implemented yet: only Patroni's pause
 // shape rules are applied.
@@ -143,7 +146,15 @@ func ValidateSwitchover(c *dcs.Cluster, cfg dcs.DynamicConfig, req SwitchoverReq
 		if _, ok := c.Member(req.Candidate); !ok {
 			return fmt.Errorf("%s is not possible: %w: %s", action, ErrUnknownMember, req.Candidate)
 		}
-		if detail, kind := d.candidateProblem(req.Candidate, ref, from, 0); kind != nil {
+		// Without a leader the request is the operator's override of the
+		// lag bound (the cluster may be blocked by lag): do not refuse it
+		// for lag. With a leader, the leader would refuse a lagging
+		// candidate, so say so now.
+		var minLSN int64
+		if leader == "" {
+			minLSN = -1
+		}
+		if detail, kind := d.candidateProblem(req.Candidate, ref, from, minLSN); kind != nil {
 			return fmt.Errorf("%s is not possible: %w: %s %s", action, kind, req.Candidate, detail)
 		}
 		return nil

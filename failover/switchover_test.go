@@ -33,6 +33,14 @@ func TestValidateSwitchover(t *testing.T) {
 		{name: "switchover to any healthy member", c: cluster(), req: req{Leader: "node1"}, peers: healthy},
 		{name: "failover to a healthy candidate, leader alive", c: cluster(), req: req{Candidate: "node2", Failover: true}, peers: healthy},
 		{name: "failover to a candidate when there is no leader", c: unlocked(cluster()), req: req{Candidate: "node2", Failover: true}, peers: healthy[1:]},
+		{name: "failover without a leader to a lagging candidate is accepted (the lag override)", c: func() *dcs.Cluster {
+			c := unlocked(cluster())
+			c.Status.Optime = pos + 10*mb
+			return c
+		}(), req: req{Candidate: "node2", Failover: true}, peers: []failover.Peer{peer("node2", pos), peer("node3", pos)}},
+		{name: "failover with a leader to a lagging candidate is refused", c: cluster(), req: req{Candidate: "node2", Failover: true},
+			peers: []failover.Peer{primaryPeer("node1", pos+3*mb), peer("node2", pos)}, err: failover.ErrCandidateLagging,
+			message: "failover is not possible: candidate is lagging: node2 lagging 3145728 bytes"},
 		{name: "scheduled switchover to a lagging candidate is accepted", c: cluster(),
 			req: req{Leader: "node1", Candidate: "node2", ScheduledAt: t0.Add(time.Hour)}, peers: []failover.Peer{primaryPeer("node1", pos+10*mb), peer("node2", pos)}},
 
