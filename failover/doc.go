@@ -108,8 +108,9 @@
 // leader last published. When that value is stale — published by an earlier
 // leader whose history the last leader never had, or left over from a
 // previous incarnation of the cluster — no live member is ever within the
-// bound and the cluster stays leaderless for good (the theme its users
-// report most). This package measures lag against a reference position:
+// bound and the cluster stays leaderless until an operator steps in (a
+// recurring complaint of Patroni's users). This package measures lag
+// against a reference position:
 //
 //   - the largest live WAL position known: this node's, and every reachable
 //     peer's (received or replayed on a replica, flushed on a primary), all
@@ -148,7 +149,7 @@
 //     demoted (immediate-nolock, or offline when the DCS is unreachable), a
 //     stale former primary (its timeline behind /history's) never retakes
 //     the key, and a reachable member that reports itself a primary stops
-//     every race.
+//     every race by a replica.
 //   - A crashed primary is restarted as primary only while it holds the key
 //     on a valid lease, and fails over once primary_start_timeout has passed
 //     (at once when it is 0) if a candidate can take over.
@@ -203,4 +204,7 @@
 //     decide again at that instant, as Patroni sleeps the remainder.
 //   - Clone sources among several clonefrom members are chosen by a hash of
 //     the node's name, not at random.
+//   - ValidateSwitchover refuses a switchover to a lagging or nofailover
+//     candidate up front (Patroni's API accepts it and the leader clears the
+//     request later), but never refuses a failover without a leader for lag.
 package failover

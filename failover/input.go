@@ -29,7 +29,9 @@ type Input struct {
 	// Config.SynchronousMode other than off blocks automatic failover
 	// ([BlockSyncMode]) while switchover and manual failover still work;
 	// Config.StandbyCluster makes Decide take no action. Config.FailsafeMode
-	// and Config.PrimaryRaceBackoff are ignored.
+	// and Config.PrimaryRaceBackoff are ignored. The inputs synchronous mode
+	// will need are already here: Config.SynchronousMode, ...Strict and
+	// ...NodeCount, Cluster.Sync, and the nosync tags in Peer.Tags.
 	Config dcs.DynamicConfig
 
 	// Local is this node: its identity, lease, Postgres and memory.
