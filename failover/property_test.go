@@ -17,7 +17,7 @@ import (
 // test only; Decide itself uses no randomness). A failure prints the seed
 // and the iteration, so it can be replayed.
 
-const iterations = 20000
+const iterations = 10000
 
 var names = []string{"node1", "node2", "node3", "node4"}
 
@@ -288,7 +288,7 @@ func holdsValidKey(in failover.Input) bool {
 func TestPropertyOnePromoterPerToken(t *testing.T) {
 	t.Parallel()
 	g := newGen(1, false)
-	for i := range iterations {
+	for i := range iterations / 2 {
 		c := g.cluster()
 		if c == nil || c.Leader == nil {
 			continue
@@ -342,7 +342,7 @@ func TestPropertyLagBound(t *testing.T) {
 // does not modify its input.
 func TestPropertyDeterministic(t *testing.T) {
 	t.Parallel()
-	for i := range iterations / 4 {
+	for i := range iterations / 5 {
 		seed := uint64(1000 + i)
 		a, b := newGen(seed, true).input(), newGen(seed, true).input()
 		require.True(t, reflect.DeepEqual(a, b), "the generator is not deterministic")
