@@ -148,25 +148,40 @@ func (d *decider) healthiest() verdict {
 // handled is false when the request does not decide the race (its candidate
 // is unhealthy or absent): the caller then races normally, with the lag
 // bound, excluding the request's former leader.
+//
+// Only an operator's failover (a request naming no leader) exempts its
+// candidate from maximum_lag_on_failover. A switchover's candidate keeps
+// the bound: it normally has the leader's shutdown checkpoint and no lag at
+// all, and when the leader died before the switchover (a scheduled one, say)
+// the request is no licence to lose data. The other members wait for a
+// healthy candidate, and race without it when it is past the bound.
 func (d *decider) manualFailoverNoLeader(f *dcs.Failover) (verdict, bool) {
+	override := f.Leader == ""
 	if f.Candidate != "" {
 		if f.Candidate == d.me {
-			// The operator overrides the lag bound, not the check that no
-			// reachable member still runs as a primary.
 			if p := d.needPeers("checking that no member still runs as a primary"); p != nil {
 				return verdict{probe: p}, true
 			}
 			if v, alive := d.primaryAlive(); alive {
 				return v, true
 			}
-			return yes("manual failover: I am the candidate; acquiring the leader lock (maximum_lag_on_failover does not apply)"), true
+			if override {
+				return yes("manual failover: I am the candidate; acquiring the leader lock (maximum_lag_on_failover does not apply)"), true
+			}
+			if lag, ref, from, bad := d.lagging(d.l.Position()); bad {
+				return no(fmt.Sprintf("not racing: I am the switchover candidate, but my position %s is %d bytes behind %s (%s); maximum_lag_on_failover is %d",
+					fmtLSN(d.l.Position()), lag, fmtLSN(ref), from, d.cfg.MaximumLagOnFailover)), true
+			}
+			return yes("switchover: I am the candidate; acquiring the leader lock"), true
 		}
 		if _, exists := d.c.Member(f.Candidate); exists {
 			if p := d.needPeers("checking the manual failover candidate " + f.Candidate); p != nil {
 				return verdict{probe: p}, true
 			}
 			if p, ok := d.peer(f.Candidate); ok && p.usable() && p.InRecovery {
-				return no("not racing: waiting for the manual failover candidate " + f.Candidate), true
+				if _, _, _, bad := d.lagging(p.Position()); override || !bad {
+					return no("not racing: waiting for the manual failover candidate " + f.Candidate), true
+				}
 			}
 		}
 	}

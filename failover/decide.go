@@ -636,8 +636,7 @@ func (d *decider) leader() Decision {
 		d.wake(d.mem.SkipRaceUntil)
 		return Decision{Action: ActionReleaseLeader, Reason: "releasing the leader key: promote failed (pre_promote); not racing until " + fmtTime(d.mem.SkipRaceUntil)}
 	}
-	manual := f != nil && f.Candidate == d.me
-	if !manual {
+	if manual := f != nil && f.Leader == "" && f.Candidate == d.me; !manual {
 		if lag, ref, from, lagging := d.lagging(d.l.Position()); lagging {
 			return Decision{Action: ActionReleaseLeader, Reason: fmt.Sprintf("not promoting: my position %s is %d bytes behind %s (%s); maximum_lag_on_failover is %d",
 				fmtLSN(d.l.Position()), lag, fmtLSN(ref), from, d.cfg.MaximumLagOnFailover)}

@@ -151,6 +151,24 @@ func cases() []tableCase {
 		c.Failover = &dcs.Failover{Candidate: "node2", ModRevision: 55}
 		return c
 	}(), replica("node2", pos), primaryPeer("node1", pos)), want{action: failover.ActionNone, reason: "not racing: node1 is still running as a primary"})
+	add("unlocked, a switchover's candidate keeps the lag bound", probed(func() *dcs.Cluster {
+		c := unlocked(cluster())
+		c.Status = dcs.Status{Optime: pos + 5*mb, ModRevision: 50}
+		c.Failover = &dcs.Failover{Leader: "node1", Candidate: "node2", ScheduledAt: t0.Add(time.Hour), ModRevision: 55}
+		return c
+	}(), replica("node2", pos), peer("node3", pos+5*mb)), want{action: failover.ActionNone,
+		reason: "not racing: I am the switchover candidate, but my position 0/5000000 is 5242880 bytes behind 0/5500000"})
+	add("unlocked, the others race without a lagging switchover candidate", probed(func() *dcs.Cluster {
+		c := unlocked(cluster())
+		c.Status = dcs.Status{Optime: pos + 5*mb, ModRevision: 50}
+		c.Failover = &dcs.Failover{Leader: "node1", Candidate: "node2", ModRevision: 55}
+		return c
+	}(), replica("node3", pos+5*mb), peer("node2", pos)), want{action: failover.ActionAcquireLeader, target: "node3", reason: "I am the healthiest node"})
+	add("unlocked, a switchover's healthy candidate takes over", probed(func() *dcs.Cluster {
+		c := unlocked(cluster())
+		c.Failover = &dcs.Failover{Leader: "node1", Candidate: "node2", ModRevision: 55}
+		return c
+	}(), replica("node2", pos), peer("node3", pos+10)), want{action: failover.ActionAcquireLeader, target: "node2", reason: "switchover: I am the candidate; acquiring the leader lock"})
 	add("unlocked, manual failover names a healthy peer", probed(func() *dcs.Cluster {
 		c := unlocked(cluster())
 		c.Failover = &dcs.Failover{Candidate: "node3", ModRevision: 55}

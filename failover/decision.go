@@ -218,7 +218,8 @@ const (
 	// BlockNone: nothing is blocked.
 	BlockNone Block = ""
 	// BlockLag: no live candidate is within maximum_lag_on_failover of the
-	// reference position. A manual failover naming a candidate overrides it.
+	// reference position. An operator's failover naming a candidate (POST
+	// /failover while there is no leader) overrides it.
 	BlockLag Block = "failover blocked by lag"
 	// BlockTimeline: with check_timeline, no live candidate is on the
 	// cluster timeline.

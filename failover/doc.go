@@ -129,8 +129,9 @@
 // than the bound does not race, and when no live eligible member is within
 // the bound the decision carries [BlockLag] with a reason naming the best
 // live position, the reference, where it came from and the bound. An
-// operator's manual failover (/failover with a candidate, written by POST
-// /failover) overrides the bound for that candidate only. When the old
+// operator's manual failover (/failover with a candidate and no leader,
+// written by POST /failover) overrides the bound for that candidate only; a
+// switchover's candidate (a request naming the leader) keeps it. When the old
 // primary comes back, it starts as a replica with all its WAL and wins the
 // race, which also ends the block.
 //
@@ -143,8 +144,8 @@
 //     holds, on its own current lease, while its lease keeper reports the
 //     lease valid.
 //   - No [ActionAcquireLeader] or [ActionPromote] by a member further than
-//     maximum_lag_on_failover behind the reference position, unless a
-//     manual failover names that member.
+//     maximum_lag_on_failover behind the reference position, unless an
+//     operator's failover (a /failover naming no leader) names that member.
 //   - A running primary that does not hold the key on a valid lease is
 //     demoted (immediate-nolock, or offline when the DCS is unreachable), a
 //     stale former primary (its timeline behind /history's) never retakes
@@ -187,9 +188,10 @@
 //   - A primary that cannot reach the DCS keeps running until its lease is
 //     no longer valid, then demotes offline (Patroni demotes at the first
 //     failed cycle); no other node can lead before the lease runs out.
-//   - The lag rule above; and a switchover request's racers keep the lag
-//     bound (Patroni drops it for them) — only the named candidate is
-//     exempt.
+//   - The lag rule above. Only an operator's failover exempts its
+//     candidate from the lag bound; Patroni also exempts a switchover's
+//     candidate, and drops the bound for every racer while a /failover
+//     request is pending.
 //   - A reachable peer reporting itself a primary stops the race even when
 //     it is tagged nofailover, and even for a manual failover's candidate.
 //   - /initialize left empty by a bootstrap in progress is never
