@@ -1,0 +1,182 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/pg"
+)
+
+// keepLease renews the node's lease every renew interval, independently of
+// the loop: as leader with RefreshLeader (which also proves the leader key is
+// still ours), otherwise with KeepAlive (which keeps the member key alive).
+// A renewal that fails is retried quickly; the fence timer, not this
+// goroutine, decides when a leader must stop.
+func (n *Node) keepLease(ctx context.Context) {
+	for ctx.Err() == nil {
+		n.mu.Lock()
+		tm, leading, deadline := n.tm, n.leading, n.deadline
+		n.mu.Unlock()
+
+		// A renewal must not outlive the fence: bound it by the time left.
+		timeout := max(n.dyn.RetryTimeout, time.Second)
+		if leading {
+			if left := deadline.Add(-tm.margin).Sub(n.clock.Now()); left < timeout {
+				timeout = max(left, 50*time.Millisecond)
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		var lease dcs.Lease
+		var err error
+		if leading {
+			lease, err = n.store.RefreshLeader(rctx)
+		} else {
+			lease, err = n.store.KeepAlive(rctx, tm.ttl)
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		next := tm.renew
+		switch {
+		case err == nil:
+			n.leaseRenewed(lease, leading)
+		case errors.Is(err, dcs.ErrNotLeader):
+			n.log.Error("lost the leader key", "error", err)
+			n.fenceNow("the leader key is no longer mine")
+		default:
+			n.mu.Lock()
+			n.leaseErr = err
+			n.mu.Unlock()
+			n.log.Warn("lease renewal failed", "error", err, "leading", leading)
+			next = min(tm.renew, 250*time.Millisecond)
+		}
+		t := n.clock.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		case <-n.renewCh:
+			t.Stop()
+		}
+	}
+}
+
+// leaseRenewed records a successful renewal; a leader moves its deadline and
+// re-arms the fence at deadline - margin.
+func (n *Node) leaseRenewed(l dcs.Lease, asLeader bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lease, n.leaseOK, n.leaseErr = l, n.clock.Now(), nil
+	if !asLeader || !n.leading {
+		return
+	}
+	n.deadline = l.Deadline()
+	n.armFenceLocked()
+}
+
+func (n *Node) armFenceLocked() {
+	if n.fenceTimer != nil {
+		n.fenceTimer.Stop()
+	}
+	d := n.deadline.Add(-n.tm.margin).Sub(n.clock.Now())
+	n.fenceTimer = n.clock.AfterFunc(max(d, 0), func() { n.fenceNow("the lease could not be renewed before its deadline") })
+}
+
+// becomeLeader is called after AcquireLeader succeeded with lease l.
+func (n *Node) becomeLeader(l dcs.Lease) {
+	n.mu.Lock()
+	n.lease, n.leaseOK, n.leaseErr = l, n.clock.Now(), nil
+	n.leading, n.deadline, n.fenced = true, l.Deadline(), false
+	n.armFenceLocked()
+	n.mu.Unlock()
+	n.poke(n.renewCh)
+}
+
+// isLeading reports whether the node holds the leader key and the fence
+// has not fired: its deadline minus the margin is still ahead.
+func (n *Node) isLeading() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leading && n.clock.Now().Before(n.deadline.Add(-n.tm.margin))
+}
+
+// endLeadership forgets leadership: stops the fence timer and cancels the
+// leadership context handed to hooks.
+func (n *Node) endLeadership(why string) {
+	n.mu.Lock()
+	was := n.leading
+	n.leading = false
+	n.deadline = time.Time{}
+	if n.fenceTimer != nil {
+		n.fenceTimer.Stop()
+		n.fenceTimer = nil
+	}
+	cancel := n.leaderCancel
+	n.leaderCancel = nil
+	n.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if was {
+		n.log.Info("leadership ended", "reason", why)
+		if h := n.cfg.Hooks.OnStoppedLeading; h != nil && why != "shutdown" {
+			go h()
+		}
+	}
+}
+
+// fenceNow asks the fencer to stop Postgres at once. It never blocks: the
+// fence must work while the loop is stuck.
+func (n *Node) fenceNow(why string) {
+	select {
+	case n.fenceCh <- why:
+	default:
+	}
+}
+
+// fencer stops a leader's Postgres (immediate) when the fence fires. It is
+// independent of the loop, which may be blocked in a slow call.
+func (n *Node) fencer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case why := <-n.fenceCh:
+			n.mu.Lock()
+			was := n.leading
+			n.mu.Unlock()
+			if !was {
+				continue
+			}
+			n.endLeadership(why)
+			n.mu.Lock()
+			n.fenced = true
+			n.mu.Unlock()
+			if _, running := n.pg.Running(); running {
+				n.log.Error("fencing: stopping postgres immediately", "reason", why)
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if err := n.pg.Stop(sctx, pg.StopImmediate); err != nil && !errors.Is(err, pg.ErrNotRunning) {
+					n.log.Error("fencing: stop failed", "error", err)
+				}
+				cancel()
+			}
+			n.publishStatus(func(s *Status) { s.State, s.Role, s.IsLeader = "stopped", dcs.RoleDemoted, false })
+			n.poke(n.wake)
+		}
+	}
+}
+
+// dcsReachable reports whether the lease keeper's last renewal succeeded or
+// the last success is recent (within one renewal interval plus retry).
+func (n *Node) dcsReachable() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.leaseErr == nil {
+		return !n.leaseOK.IsZero()
+	}
+	return n.clock.Since(n.leaseOK) < n.tm.renew+n.dyn.RetryTimeout
+}

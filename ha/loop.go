@@ -1,0 +1,310 @@
+package ha
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/failover"
+	"github.com/pgha/pgha/pg"
+)
+
+// loop runs a cycle on every wake-up (DCS change, Postgres exit, async action
+// done, fence) and at least every loop_wait, until ctx ends or the node
+// refuses to act.
+func (n *Node) loop(ctx context.Context) error {
+	// The first renewal gives the node its lease before it decides anything.
+	for ctx.Err() == nil {
+		if l, err := n.store.KeepAlive(ctx, n.tm.ttl); err == nil {
+			n.leaseRenewed(l, false)
+			break
+		} else {
+			n.log.Warn("waiting for the DCS", "error", err)
+		}
+		n.sleep(ctx, time.Second)
+	}
+	var wakeAt time.Time
+	for ctx.Err() == nil {
+		wakeAt = n.cycle(ctx)
+		if n.refused != nil {
+			return n.refused
+		}
+		wait := n.dyn.LoopWait
+		if !wakeAt.IsZero() {
+			if d := wakeAt.Sub(n.clock.Now()); d < wait {
+				wait = max(d, 0)
+			}
+		}
+		t := n.clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-n.wake:
+		case <-t.C():
+		case r := <-n.asyncDone:
+			n.finishAsync(r)
+		}
+		t.Stop()
+	}
+	return nil
+}
+
+// cycle is one observe-decide-execute round. It returns when the next round
+// is due at the latest (zero: loop_wait).
+func (n *Node) cycle(ctx context.Context) time.Time {
+	select {
+	case r := <-n.asyncDone:
+		n.finishAsync(r)
+	default:
+	}
+	cluster, err := n.store.Cluster(ctx)
+	reachable := err == nil && n.dcsReachable()
+	if err == nil {
+		n.lastCluster = cluster
+		n.dcsLastSeen = n.clock.Now()
+		if cluster.Config != nil && len(cluster.Config.Data) > 0 {
+			n.setDynamic(cluster.Config.Dynamic())
+		}
+	} else {
+		cluster = n.lastCluster
+	}
+	local := n.observe(ctx, cluster)
+	in := failover.Input{Cluster: cluster, DCSReachable: reachable, Config: n.dyn, Local: local, Now: n.clock.Now()}
+	var d failover.Decision
+	for range 4 {
+		d = failover.Decide(in)
+		switch d.Action {
+		case failover.ActionProbePeers:
+			in.Peers = probePeers(ctx, n.http, d.Probe, n.cfg.ProbeTimeout)
+			if in.Peers == nil {
+				in.Peers = []failover.Peer{}
+			}
+			continue
+		case failover.ActionCheckDivergence:
+			in.Local.Divergence = n.checkDivergence(ctx, cluster, in.Local, d.Target)
+			continue
+		}
+		break
+	}
+	n.mem = d.Memory
+	n.result = nil
+	if d.Action != failover.ActionNone || d.Blocked != "" {
+		n.log.Info(d.Reason, logAction, d.Action.String(), "target", d.Target)
+	} else {
+		n.log.Debug(d.Reason)
+	}
+	if h := n.cfg.Hooks.OnDecision; h != nil {
+		go h(d.String())
+	}
+	n.execute(ctx, d, cluster, in.Local)
+	n.publishMember(ctx)
+	n.publishStatus(func(s *Status) { s.LastDecision, s.Blocked = d.String(), string(d.Blocked) })
+	return d.WakeAt
+}
+
+func (n *Node) setDynamic(d dcs.DynamicConfig) {
+	if d.TTL != n.dyn.TTL {
+		if tm, err := n.cfg.timingFor(d.TTL); err != nil {
+			n.log.Error("ignoring the new ttl", "error", err)
+			d.TTL = n.dyn.TTL
+		} else {
+			n.mu.Lock()
+			n.tm = tm
+			n.mu.Unlock()
+			n.poke(n.renewCh)
+		}
+	}
+	n.dyn = d
+}
+
+// observe builds the decision's view of this node.
+func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
+	n.mu.Lock()
+	l := failover.Local{
+		Name:        n.cfg.Name,
+		LeaseID:     n.lease.ID,
+		LeaderValid: n.leading && n.clock.Now().Before(n.deadline.Add(-n.tm.margin)),
+	}
+	n.mu.Unlock()
+	l.Tags = n.cfg.Tags
+	l.BootstrapAllowed = n.cfg.Bootstrap != nil
+	l.RemoveDataOnDivergence = n.cfg.RemoveDataOnDivergence
+	l.RemoveDataOnRewindFailure = n.cfg.RemoveDataOnRewindFailure
+	l.Async, l.Result, l.Memory = n.async, n.result, n.mem
+	l.Role = n.role
+	l.DataDirEmpty = !n.pg.Initialized()
+
+	sctx, cancel := context.WithTimeout(ctx, max(n.dyn.RetryTimeout, time.Second))
+	st, err := n.pg.Status(sctx)
+	cancel()
+	if err != nil {
+		n.log.Warn("observing postgres", "error", err)
+	}
+	l.Running = st.Running && st.Role != ""
+	if st.SystemID != 0 {
+		l.SysID = strconv.FormatUint(st.SystemID, 10)
+	}
+	switch {
+	case l.Running:
+		l.InRecovery = st.Role != pg.RolePrimary
+		l.Timeline = int64(st.Timeline)
+		l.FlushLSN = int64(st.FlushLSN)
+		l.ReceiveLSN, l.ReplayLSN = int64(st.ReceiveLSN), int64(st.ReplayLSN)
+		if st.WALReceiver != nil {
+			l.ReceiveLSN = max(l.ReceiveLSN, int64(st.WALReceiver.FlushedLSN))
+			l.Upstream = n.memberAt(c, st.WALReceiver.SenderHost, st.WALReceiver.SenderPort)
+		}
+		if n.async == failover.ActionNone {
+			n.pgState, n.crashed = failover.StateRunning, false
+		}
+	case st.Running:
+		if n.async == failover.ActionNone {
+			n.pgState = failover.StateStarting
+		}
+	default:
+		if n.pgState == failover.StateRunning || n.pgState == failover.StateStarting {
+			n.pgState, n.crashed = failover.StateCrashed, true
+		} else if n.pgState == "" {
+			n.pgState = failover.StateStopped
+		}
+	}
+	if st.Control != nil {
+		l.ControlState = st.Control.State
+		if l.Timeline == 0 {
+			l.Timeline = int64(st.Control.Timeline)
+		}
+		if st.Control.SystemID != 0 {
+			l.SysID = strconv.FormatUint(st.Control.SystemID, 10)
+		}
+	}
+	l.State = n.pgState
+	if l.Running {
+		if l.InRecovery {
+			n.role = dcs.RoleReplica
+		} else {
+			n.role = dcs.RolePrimary
+		}
+	} else if l.DataDirEmpty {
+		n.role = dcs.RoleUninitialized
+	}
+	l.Role = n.role
+	l.StandbySignal = fileExists(n.pg.Config().DataDir, "standby.signal")
+	l.BackupLabel = fileExists(n.pg.Config().DataDir, "backup_label")
+	n.mu.Lock()
+	if n.fenced {
+		n.fenced = false
+	}
+	n.mu.Unlock()
+	n.observed = st
+	return l
+}
+
+func fileExists(dir, name string) bool {
+	_, err := os.Stat(filepath.Join(dir, name))
+	return err == nil
+}
+
+// memberAt finds the member whose conn_url points at host:port.
+func (n *Node) memberAt(c *dcs.Cluster, host string, port int) string {
+	if c == nil {
+		return ""
+	}
+	for _, m := range c.Members {
+		h, p, err := connHostPort(m.Data.ConnURL)
+		if err == nil && h == host && p == port {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// connHostPort extracts host and port from a postgres:// conn_url.
+func connHostPort(connURL string) (string, int, error) {
+	u, err := url.Parse(connURL)
+	if err != nil {
+		return "", 0, err
+	}
+	host, portS, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return u.Host, 5432, nil
+	}
+	port, err := strconv.Atoi(portS)
+	if err != nil {
+		return "", 0, fmt.Errorf("bad port in %q", connURL)
+	}
+	return host, port, nil
+}
+
+// upstreamOf returns the pg.Upstream of member name in the snapshot.
+func upstreamOf(c *dcs.Cluster, name string) (pg.Upstream, error) {
+	m, ok := c.Member(name)
+	if !ok {
+		return pg.Upstream{}, fmt.Errorf("member %q has no member key", name)
+	}
+	host, port, err := connHostPort(m.Data.ConnURL)
+	if err != nil || host == "" {
+		return pg.Upstream{}, fmt.Errorf("member %q publishes an unusable conn_url %q", name, m.Data.ConnURL)
+	}
+	return pg.Upstream{Host: host, Port: port}, nil
+}
+
+// checkDivergence decides whether this node's history diverged from the
+// leader's, from /history (the leader's timeline switch points) and the
+// local timeline and position: a node on an older timeline that was a
+// primary on it, or that has WAL past the switch point, diverged.
+func (n *Node) checkDivergence(ctx context.Context, c *dcs.Cluster, l failover.Local, leader string) failover.Divergence {
+	if c == nil || c.History == nil || !c.History.Valid {
+		return failover.DivergenceCheckFailed
+	}
+	lm, ok := c.Member(leader)
+	if !ok || lm.Data.Timeline == 0 {
+		return failover.DivergenceCheckFailed
+	}
+	if l.Timeline == 0 {
+		return failover.DivergenceCheckFailed
+	}
+	if l.Timeline == lm.Data.Timeline {
+		return failover.DivergenceNone
+	}
+	if l.Timeline > lm.Data.Timeline {
+		return failover.DivergenceFound
+	}
+	var switchpoint int64 = -1
+	for _, h := range c.History.Lines {
+		if h.Timeline == l.Timeline {
+			switchpoint = h.LSN
+		}
+	}
+	if switchpoint < 0 {
+		return failover.DivergenceFound
+	}
+	pos := l.Position()
+	if !l.Running && n.observed.Control != nil {
+		pos = int64(n.observed.Control.CheckpointLSN)
+		// A primary that shut down on this timeline wrote its shutdown
+		// checkpoint there; unless the new leader received it, the
+		// histories differ.
+		switch n.observed.Control.State {
+		case pg.StateInProduction:
+			// Crashed while primary: it may hold WAL past its last
+			// checkpoint that the new leader never got. pg_rewind (after
+			// crash recovery) settles it, and is a no-op when nothing
+			// diverged.
+			return failover.DivergenceFound
+		case pg.StateShutDown:
+			if pos >= switchpoint {
+				return failover.DivergenceFound
+			}
+			return failover.DivergenceNone
+		}
+	}
+	if pos > switchpoint {
+		return failover.DivergenceFound
+	}
+	return failover.DivergenceNone
+}

@@ -1,0 +1,289 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/failover"
+	"github.com/pgha/pgha/internal/clock"
+	"github.com/pgha/pgha/pg"
+)
+
+// Errors Run and the request methods return.
+var (
+	// ErrRunning: Run was called on a Node that is already running.
+	ErrRunning = errors.New("ha: node is already running")
+	// ErrRefused: the node refused to act (system identifier mismatch, a
+	// replica's data without /initialize, a failed bootstrap); the error
+	// wraps the reason. Run returns it after stopping Postgres.
+	ErrRefused = errors.New("ha: refused to act")
+	// ErrInvalidRequest: a switchover or failover request failed validation.
+	ErrInvalidRequest = errors.New("ha: invalid request")
+)
+
+// Log keys, defined once.
+const (
+	logMember   = "member"
+	logRole     = "role"
+	logLeader   = "leader"
+	logAction   = "action"
+	logTimeline = "timeline"
+	logLSN      = "lsn"
+)
+
+// Node runs the HA loop for one member: it observes the DCS and Postgres,
+// asks failover.Decide what to do, and does it. Create it with New and run
+// it with Run.
+type Node struct {
+	cfg   Config
+	log   hclog.Logger
+	clock clock.Clock
+	store dcs.Store
+	pg    Postgres
+	http  *http.Client
+
+	status  atomic.Pointer[Status]
+	wake    chan struct{}
+	renewCh chan struct{}
+	fenceCh chan string
+	running atomic.Bool
+
+	// lease state, guarded by mu
+	mu           sync.Mutex
+	tm           timing
+	lease        dcs.Lease
+	leaseOK      time.Time // last successful keepalive/refresh
+	leaseErr     error     // last keeper error (nil after a success)
+	leading      bool      // believes it holds the leader key on its lease
+	deadline     time.Time // lease deadline while leading
+	fenceTimer   clock.Timer
+	leaderCancel context.CancelFunc
+	fenced       bool // the fence stopped Postgres since the last decision
+
+	// loop state, owned by the loop goroutine
+	mem         failover.Memory
+	async       failover.Action
+	asyncCancel context.CancelFunc
+	asyncDone   chan *failover.Result
+	result      *failover.Result
+	pgState     string
+	role        string
+	crashed     bool
+	lastCluster *dcs.Cluster
+	dcsLastSeen time.Time
+	dyn         dcs.DynamicConfig
+	lastMember  []byte
+	lastStatus  int64
+	historyDue  bool
+	refused     error
+	observed    pg.Status
+
+	wg sync.WaitGroup
+}
+
+// New validates cfg and returns a Node. It starts nothing.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.ProbeTimeout == 0 {
+		cfg.ProbeTimeout = time.Second
+	}
+	if cfg.Tags != nil {
+		tags := make(dcs.Tags, len(cfg.Tags))
+		for k, v := range cfg.Tags {
+			tags[k] = v
+		}
+		cfg.Tags = tags
+	}
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger.Named("ha").With(logMember, cfg.Name),
+		clock:     clock.Real,
+		store:     cfg.Store,
+		pg:        cfg.Postgres,
+		http:      cfg.HTTPClient,
+		wake:      make(chan struct{}, 1),
+		renewCh:   make(chan struct{}, 1),
+		fenceCh:   make(chan string, 1),
+		asyncDone: make(chan *failover.Result, 1),
+		dyn:       dcs.ParseDynamicConfig(cfg.bootstrapDCS()),
+	}
+	if n.http == nil {
+		n.http = &http.Client{Timeout: cfg.ProbeTimeout}
+	}
+	tm, err := cfg.timingFor(n.dyn.TTL)
+	if err != nil {
+		return nil, err
+	}
+	n.tm = tm
+	n.publishStatus()
+	return n, nil
+}
+
+func (c Config) bootstrapDCS() map[string]any {
+	if c.Bootstrap != nil && c.Bootstrap.DCS != nil {
+		return c.Bootstrap.DCS
+	}
+	return nil
+}
+
+// Status returns the latest immutable snapshot of the node.
+func (n *Node) Status() *Status { return n.status.Load() }
+
+// Handler returns the node's REST API: GET /patroni and the health checks
+// (/primary, /replica, /read-only, /health, /leader, /liveness, /readiness),
+// with HEAD and OPTIONS answering the status code alone.
+func (n *Node) Handler() http.Handler {
+	return &apiHandler{status: n.liveStatus, now: n.clock.Now}
+}
+
+// liveStatus is the last snapshot corrected by what can be checked at once
+// without blocking: whether the lease still makes this node the leader, and
+// whether the postmaster is alive. A stuck loop therefore never makes the
+// API claim a leadership or a running primary the node no longer has.
+func (n *Node) liveStatus() *Status {
+	s := n.Status()
+	leading := n.isLeading()
+	_, running := n.pg.Running()
+	if leading == s.IsLeader && (running || s.State != "running") {
+		return s
+	}
+	c := *s
+	c.IsLeader = leading
+	if !running && c.State == "running" {
+		c.State = "stopped"
+		if c.Role == dcs.RolePrimary {
+			c.Role = dcs.RoleDemoted
+		}
+	}
+	return &c
+}
+
+func (n *Node) poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the node until ctx ends or the node refuses to act. It owns every
+// goroutine it starts and returns only after they have exited. On the way
+// out it stops Postgres (fast), releases the leader key if it holds it, and
+// revokes its lease, under a fresh context bounded by the TTL.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer n.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	n.log.Info("starting", "api_url", n.cfg.APIURL, "ttl", n.dyn.TTL)
+	n.wg.Go(func() { n.watchDCS(ctx) })
+	n.wg.Go(func() { n.keepLease(ctx) })
+	n.wg.Go(func() { n.fencer(ctx) })
+	n.wg.Go(func() { n.watchPostgres(ctx) })
+
+	err := n.loop(ctx)
+	cancel()
+	n.cancelAsync()
+	n.wg.Wait()
+	n.shutdown()
+	if h := n.cfg.Hooks.OnStoppedLeading; h != nil {
+		h()
+	}
+	if err == nil && n.refused != nil {
+		err = n.refused
+	}
+	return err
+}
+
+// shutdown stops Postgres and gives up the leader key and the lease.
+func (n *Node) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), max(n.tm.ttl, 10*time.Second))
+	defer cancel()
+	wasLeader := n.isLeading()
+	n.endLeadership("shutdown")
+	var status *dcs.Status
+	if _, running := n.pg.Running(); running {
+		if err := n.pg.Stop(ctx, pg.StopFast); err != nil {
+			n.log.Error("stopping postgres on shutdown", "error", err)
+			if wasLeader {
+				// Postgres may still accept writes: keep the key so nobody
+				// else promotes until the lease runs out.
+				return
+			}
+		}
+	}
+	if cd, err := n.pg.Status(ctx); err == nil && cd.Control != nil {
+		status = &dcs.Status{Optime: int64(cd.Control.CheckpointLSN)}
+	}
+	if wasLeader {
+		if err := n.store.ReleaseLeader(ctx, status); err != nil && !errors.Is(err, dcs.ErrNotLeader) {
+			n.log.Warn("releasing the leader key on shutdown", "error", err)
+		}
+	}
+	if err := n.store.Resign(ctx); err != nil {
+		n.log.Warn("revoking the lease on shutdown", "error", err)
+	}
+	n.pgState = failover.StateStopped
+	n.publishStatus()
+}
+
+// watchDCS wakes the loop when a key that matters changes: the leader key
+// (at once: this is what makes failover fast), /failover, /config, /sync,
+// /initialize, or a member key.
+func (n *Node) watchDCS(ctx context.Context) {
+	for ctx.Err() == nil {
+		ch, err := n.store.Watch(ctx)
+		if err != nil {
+			n.sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		for ev := range ch {
+			switch {
+			case ev.Type == dcs.EventReset, ev.Key == dcs.KeyLeader, ev.Key == dcs.KeyFailover,
+				ev.Key == dcs.KeyConfig, ev.Key == dcs.KeySync, ev.Key == dcs.KeyInitialize:
+				n.poke(n.wake)
+			case ev.Key == dcs.KeyMembers+n.cfg.Name && ev.Type == dcs.EventDelete:
+				n.poke(n.wake)
+			}
+		}
+	}
+}
+
+// watchPostgres wakes the loop the moment the postmaster dies.
+func (n *Node) watchPostgres(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-n.pg.Exits():
+			if !ok {
+				return
+			}
+			n.log.Warn("postgres exited unexpectedly", "event", ev.String())
+			n.poke(n.wake)
+		}
+	}
+}
+
+func (n *Node) sleep(ctx context.Context, d time.Duration) {
+	t := n.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C():
+	}
+}
