@@ -25,7 +25,7 @@ func Example() {
 	_, _ = node1.AcquireLeader(ctx)
 	events, _ := node2.Watch(ctx)
 
-	srv.Partition("node1")         // node1 can no longer renew
+	srv.Partition("node1")          // node1 can no longer renew
 	clock.Advance(10 * time.Second) // its lease runs out
 	ev := <-events
 	fmt.Println(ev.Type, ev.Key, "locked:", ev.Cluster.IsLocked())
