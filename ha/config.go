@@ -150,7 +150,7 @@ func (c Config) Validate() error {
 
 // timing is the lease timing in force for one TTL.
 type timing struct {
-	ttl, renew, margin time.Duration
+	ttl, renew, margin, retry time.Duration
 }
 
 // timingFor derives and checks the lease timing for ttl: the fence fires at

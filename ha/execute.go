@@ -17,6 +17,8 @@ import (
 // the next decision through Local.Result.
 func (n *Node) startAsync(ctx context.Context, a failover.Action, state string, fn func(ctx context.Context) error) {
 	actx, cancel := context.WithCancel(ctx)
+	n.asyncSeq++
+	seq := n.asyncSeq
 	n.async, n.asyncCancel = a, cancel
 	if state != "" {
 		n.pgState = state
@@ -32,7 +34,7 @@ func (n *Node) startAsync(ctx context.Context, a failover.Action, state string, 
 			n.log.Info("action done", logAction, a.String())
 		}
 		select {
-		case n.asyncDone <- r:
+		case n.asyncDone <- asyncResult{seq: seq, r: r}:
 		case <-ctx.Done():
 		}
 	})
@@ -48,7 +50,17 @@ func safeRun(ctx context.Context, fn func(context.Context) error) (err error) {
 	return fn(ctx)
 }
 
-func (n *Node) finishAsync(r *failover.Result) {
+// asyncResult is a finished action's outcome, tagged with its start.
+type asyncResult struct {
+	seq uint64
+	r   *failover.Result
+}
+
+func (n *Node) finishAsync(ar asyncResult) {
+	if ar.seq != n.asyncSeq {
+		return // an action cancelled and replaced by a newer one
+	}
+	r := ar.r
 	n.async, n.asyncCancel, n.result = failover.ActionNone, nil, r
 	if r.Err == "" {
 		switch r.Action {
@@ -165,6 +177,7 @@ func (n *Node) execute(ctx context.Context, d failover.Decision, c *dcs.Cluster,
 			n.log.Error("stopping postgres before releasing the leader key", "error", err)
 			return
 		}
+		n.pgState = failover.StateStopped
 		n.endLeadership("released")
 		if err := n.store.ReleaseLeader(ctx, nil); err != nil {
 			n.log.Warn("releasing the leader key", "error", err)
@@ -217,6 +230,8 @@ func (n *Node) execute(ctx context.Context, d failover.Decision, c *dcs.Cluster,
 		n.cancelAsync()
 		if err := n.stopIfRunning(ctx, pg.StopFast); err != nil {
 			n.log.Error("stopping postgres", "error", err)
+		} else {
+			n.pgState = failover.StateStopped
 		}
 		if n.isLeading() {
 			n.endLeadership("refused")
@@ -248,17 +263,15 @@ func (n *Node) configureStandby(ctx context.Context, up pg.Upstream, hasUp bool)
 	return n.pg.ConfigureStandby(ctx, up)
 }
 
+// stopIfRunning stops Postgres if it runs. It is called from async actions
+// too, so it leaves the loop's state alone.
 func (n *Node) stopIfRunning(ctx context.Context, mode pg.StopMode) error {
 	if _, running := n.pg.Running(); !running {
 		return nil
 	}
-	n.pgState = failover.StateStopping
 	err := n.pg.Stop(ctx, mode)
 	if errors.Is(err, pg.ErrNotRunning) {
 		err = nil
-	}
-	if err == nil {
-		n.pgState = failover.StateStopped
 	}
 	return err
 }
@@ -326,7 +339,6 @@ func (n *Node) bootstrap(ctx context.Context) error {
 		return fail(err)
 	}
 	n.becomeLeader(lease)
-	n.historyDue = false
 	return nil
 }
 
@@ -361,12 +373,9 @@ func (n *Node) promote(ctx context.Context, d failover.Decision) error {
 	if err := n.pg.Checkpoint(ctx); err != nil {
 		n.log.Warn("checkpoint after promote", "error", err)
 	}
-	n.historyDue = true
+	n.historyDue.Store(true)
 	if h := n.cfg.Hooks.OnStartedLeading; h != nil {
 		go h(lctx)
-	}
-	if h := n.cfg.Hooks.OnRoleChange; h != nil {
-		go h(dcs.RolePrimary)
 	}
 	return nil
 }
@@ -399,11 +408,11 @@ func (n *Node) leaderRoutine(ctx context.Context, l failover.Local) {
 			n.fenceNow("the leader key is no longer mine")
 		}
 	}
-	if n.historyDue {
+	if n.historyDue.Load() {
 		if err := n.writeHistory(ctx, l); err != nil {
 			n.log.Warn("writing /history", "error", err)
 		} else {
-			n.historyDue = false
+			n.historyDue.Store(false)
 		}
 	}
 }

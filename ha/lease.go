@@ -21,7 +21,7 @@ func (n *Node) keepLease(ctx context.Context) {
 		n.mu.Unlock()
 
 		// A renewal must not outlive the fence: bound it by the time left.
-		timeout := max(n.dyn.RetryTimeout, time.Second)
+		timeout := max(tm.retry, time.Second)
 		if leading {
 			if left := deadline.Add(-tm.margin).Sub(n.clock.Now()); left < timeout {
 				timeout = max(left, 50*time.Millisecond)
@@ -164,7 +164,6 @@ func (n *Node) fencer(ctx context.Context) {
 				}
 				cancel()
 			}
-			n.publishStatus(func(s *Status) { s.State, s.Role, s.IsLeader = "stopped", dcs.RoleDemoted, false })
 			n.poke(n.wake)
 		}
 	}
@@ -178,5 +177,5 @@ func (n *Node) dcsReachable() bool {
 	if n.leaseErr == nil {
 		return !n.leaseOK.IsZero()
 	}
-	return n.clock.Since(n.leaseOK) < n.tm.renew+n.dyn.RetryTimeout
+	return n.clock.Since(n.leaseOK) < n.tm.renew+n.tm.retry
 }

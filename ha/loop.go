@@ -108,11 +108,15 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 }
 
 func (n *Node) setDynamic(d dcs.DynamicConfig) {
+	n.mu.Lock()
+	n.tm.retry = d.RetryTimeout
+	n.mu.Unlock()
 	if d.TTL != n.dyn.TTL {
 		if tm, err := n.cfg.timingFor(d.TTL); err != nil {
 			n.log.Error("ignoring the new ttl", "error", err)
 			d.TTL = n.dyn.TTL
 		} else {
+			tm.retry = d.RetryTimeout
 			n.mu.Lock()
 			n.tm = tm
 			n.mu.Unlock()
@@ -166,6 +170,8 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 		if n.async == failover.ActionNone {
 			n.pgState = failover.StateStarting
 		}
+	case n.async != failover.ActionNone:
+		// The action in progress owns the state it set.
 	default:
 		if n.pgState == failover.StateRunning || n.pgState == failover.StateStarting {
 			n.pgState, n.crashed = failover.StateCrashed, true
@@ -185,12 +191,12 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 	l.State = n.pgState
 	if l.Running {
 		if l.InRecovery {
-			n.role = dcs.RoleReplica
+			n.setRole(dcs.RoleReplica)
 		} else {
-			n.role = dcs.RolePrimary
+			n.setRole(dcs.RolePrimary)
 		}
 	} else if l.DataDirEmpty {
-		n.role = dcs.RoleUninitialized
+		n.setRole(dcs.RoleUninitialized)
 	}
 	l.Role = n.role
 	l.StandbySignal = fileExists(n.pg.Config().DataDir, "standby.signal")

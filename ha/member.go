@@ -150,11 +150,13 @@ func (n *Node) demote(ctx context.Context, d failover.Decision, c *dcs.Cluster) 
 			n.log.Error("demote: stop failed", "error", err)
 			return
 		}
+		n.pgState = failover.StateStopped
 	case failover.DemoteImmediate, failover.DemoteImmediateNoLock:
 		if err := n.stopIfRunning(ctx, pg.StopImmediate); err != nil {
 			n.log.Error("demote: stop failed", "error", err)
 			return
 		}
+		n.pgState = failover.StateStopped
 		n.endLeadership("demote " + mode.String())
 		if mode == failover.DemoteImmediate {
 			if err := n.store.ReleaseLeader(ctx, nil); err != nil && !errors.Is(err, dcs.ErrNotLeader) {
@@ -186,6 +188,7 @@ func (n *Node) demoteGraceful(ctx context.Context, d failover.Decision, c *dcs.C
 		n.log.Error("switchover: stop failed; staying primary", "error", err)
 		return
 	}
+	n.pgState = failover.StateStopped
 	n.endLeadership("switchover")
 	var final int64
 	if st, err := n.pg.Status(ctx); err == nil && st.Control != nil {

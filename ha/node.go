@@ -71,7 +71,8 @@ type Node struct {
 	mem         failover.Memory
 	async       failover.Action
 	asyncCancel context.CancelFunc
-	asyncDone   chan *failover.Result
+	asyncDone   chan asyncResult
+	asyncSeq    uint64
 	result      *failover.Result
 	pgState     string
 	role        string
@@ -81,7 +82,7 @@ type Node struct {
 	dyn         dcs.DynamicConfig
 	lastMember  []byte
 	lastStatus  int64
-	historyDue  bool
+	historyDue  atomic.Bool // a promotion's timeline switch is not in /history yet
 	refused     error
 	observed    pg.Status
 
@@ -116,7 +117,7 @@ func New(cfg Config) (*Node, error) {
 		wake:      make(chan struct{}, 1),
 		renewCh:   make(chan struct{}, 1),
 		fenceCh:   make(chan string, 1),
-		asyncDone: make(chan *failover.Result, 1),
+		asyncDone: make(chan asyncResult, 1),
 		dyn:       dcs.ParseDynamicConfig(cfg.bootstrapDCS()),
 	}
 	if n.http == nil {
@@ -126,6 +127,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	tm.retry = n.dyn.RetryTimeout
 	n.tm = tm
 	n.publishStatus()
 	return n, nil
