@@ -1,14 +1,3 @@
-// Package dcstest is the conformance suite every dcs.Store implementation
-// passes. Run it from a test of the implementation:
-//
-//	func TestConformance(t *testing.T) {
-//		dcstest.Run(t, func(t *testing.T) dcstest.Harness { return newHarness(t) })
-//	}
-//
-// Each subtest asks the factory for a fresh Harness: a new, empty cluster
-// (its own scope) on which it creates stores for as many nodes as it needs.
-//
-// Test support; not covered by compatibility promises.
 package dcstest
 
 import (
