@@ -16,6 +16,7 @@ import (
 type apiHandler struct {
 	status func() *Status
 	now    func() time.Time
+	node   *Node // nil: health checks only
 }
 
 // healthPaths maps a first path segment to its health check.
@@ -32,6 +33,32 @@ var healthPaths = map[string]func(h *apiHandler, s *Status, r *http.Request) boo
 		return h.primaryOK(s, r) || h.replicaOK(s, r)
 	},
 	"health": func(_ *apiHandler, s *Status, _ *http.Request) bool { return s.State == "running" },
+	// Synchronous replication is not implemented yet (issue 7): no node is a
+	// sync or quorum standby, so these answer as Patroni does for an
+	// asynchronous cluster.
+	"sync":        func(*apiHandler, *Status, *http.Request) bool { return false },
+	"synchronous": func(*apiHandler, *Status, *http.Request) bool { return false },
+	"quorum":      func(*apiHandler, *Status, *http.Request) bool { return false },
+	"async": func(h *apiHandler, s *Status, r *http.Request) bool {
+		return h.clusterKnown(s) && h.replicaOK(s, r)
+	},
+	"asynchronous": func(h *apiHandler, s *Status, r *http.Request) bool {
+		return h.clusterKnown(s) && h.replicaOK(s, r)
+	},
+	"read-only-sync": func(h *apiHandler, s *Status, r *http.Request) bool {
+		return h.clusterKnown(s) && h.primaryOK(s, r)
+	},
+	"read-only-synchronous": func(h *apiHandler, s *Status, r *http.Request) bool {
+		return h.clusterKnown(s) && h.primaryOK(s, r)
+	},
+	"read-only-quorum": func(h *apiHandler, s *Status, r *http.Request) bool {
+		return h.clusterKnown(s) && h.primaryOK(s, r)
+	},
+}
+
+// clusterKnown: the node has a DCS view younger than the TTL.
+func (h *apiHandler) clusterKnown(s *Status) bool {
+	return !s.DCSLastSeen.IsZero() && h.now().Before(s.DCSLastSeen.Add(s.TTL))
 }
 
 func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -39,6 +66,9 @@ func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	seg := strings.Trim(r.URL.Path, "/")
 	if i := strings.IndexByte(seg, '/'); i >= 0 {
 		seg = seg[:i]
+	}
+	if h.serveAPI(w, r, seg) {
+		return
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:

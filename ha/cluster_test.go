@@ -288,6 +288,15 @@ func TestClusterBootstrapPartitionSwitchover(t *testing.T) {
 	require.NotNil(t, m.XLogLocation)
 	require.NotZero(t, raw.Kvs[0].Lease, "member key carries the node's lease")
 
+	// The REST API answers as Patroni's did on a fresh cluster.
+	for _, n := range c.nodes {
+		dir := "rest_replica"
+		if n == p1 {
+			dir = "rest_leader"
+		}
+		checkAgainstGolden(t, n.node.Handler(), dir)
+	}
+
 	// The primary loses etcd: it must fence itself before anyone promotes.
 	p1.proxy.Pause()
 	p2 := c.waitPrimary(60*time.Second, p1, false)

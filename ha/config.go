@@ -33,6 +33,7 @@ type Postgres interface {
 	Rewind(ctx context.Context, up pg.Upstream) (bool, error)
 	CrashRecovery(ctx context.Context) error
 	Status(ctx context.Context) (pg.Status, error)
+	Reload(ctx context.Context) error
 	TimelineHistory(ctx context.Context, tl int) ([]pg.TimelineSwitch, error)
 	Running() (pid int, running bool)
 	Exits() <-chan pg.ExitEvent
@@ -110,6 +111,9 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// HTTPClient probes peers. Default: a client with ProbeTimeout.
 	HTTPClient *http.Client
+
+	// API secures the REST API's unsafe endpoints.
+	API APIConfig
 
 	// Logger receives the node's logs. nil means no logging.
 	Logger hclog.Logger

@@ -20,6 +20,7 @@ func (n *Node) startAsync(ctx context.Context, a failover.Action, state string, 
 	n.asyncSeq++
 	seq := n.asyncSeq
 	n.async, n.asyncCancel = a, cancel
+	n.asyncIdle.Store(false)
 	if state != "" {
 		n.pgState = state
 	}
@@ -62,6 +63,7 @@ func (n *Node) finishAsync(ar asyncResult) {
 	}
 	r := ar.r
 	n.async, n.asyncCancel, n.result = failover.ActionNone, nil, r
+	n.asyncIdle.Store(true)
 	if r.Err == "" {
 		switch r.Action {
 		case failover.ActionBootstrap, failover.ActionClone, failover.ActionStartAsReplica, failover.ActionRewind,

@@ -48,6 +48,8 @@ func (n *Node) loop(ctx context.Context) error {
 		case <-t.C():
 		case r := <-n.asyncDone:
 			n.finishAsync(r)
+		case op := <-n.ops:
+			n.runOp(ctx, op)
 		}
 		t.Stop()
 	}
@@ -66,6 +68,7 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 	reachable := err == nil && n.dcsReachable()
 	if err == nil {
 		n.lastCluster = cluster
+		n.lastSnap.Store(cluster)
 		n.dcsLastSeen = n.clock.Now()
 		if cluster.Config != nil && len(cluster.Config.Data) > 0 {
 			n.setDynamic(cluster.Config.Dynamic())

@@ -79,9 +79,8 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 	s := &Status{
 		Name: n.cfg.Name, Scope: n.cfg.Scope, Version: Version,
 		Role: n.role, State: n.pgState, IsLeader: leading, LeaseDeadline: deadline,
-		ServerVersion: n.pg.Version() * 10000, Timeline: int64(st.Timeline),
-		InRecovery: st.Role != "" && st.Role != pg.RolePrimary,
-		Tags:       n.cfg.Tags, DCSLastSeen: n.dcsLastSeen, PendingRestart: st.PendingRestart,
+		ServerVersion: n.pg.Version() * 10000,
+		Tags:          n.cfg.Tags, DCSLastSeen: n.dcsLastSeen, PendingRestart: st.PendingRestart,
 		TTL: n.dyn.TTL, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, Paused: n.dyn.Pause,
 		Taken: n.clock.Now(),
 	}
@@ -91,27 +90,11 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 	if s.State == "" {
 		s.State = failover.StateStopped
 	}
-	if st.SystemID != 0 {
-		s.SystemID = itoa(st.SystemID)
-	}
-	if st.Running && st.Role == pg.RolePrimary {
-		s.XLogLocation = int64(st.FlushLSN)
-	} else if st.Running {
-		s.ReceivedLocation, s.ReplayedLocation = int64(st.ReceiveLSN), int64(st.ReplayLSN)
-		if st.WALReceiver != nil {
-			s.ReceivedLocation = max(s.ReceivedLocation, int64(st.WALReceiver.FlushedLSN))
-			if st.WALReceiver.Status == "streaming" {
-				s.ReplicationState = "streaming"
-			}
-		}
-		if s.ReplicationState == "" {
-			s.ReplicationState = "in archive recovery"
-		}
-	}
+	s.applyPostgres(st)
 	if c := n.lastCluster; c != nil {
 		s.LeaderName = c.LeaderName()
 		s.ClusterUnlocked = !c.IsLocked()
-		s.LeaderOptime = c.Status.Optime
+		s.LeaderOptime = max(s.LeaderOptime, c.Status.Optime)
 	} else {
 		s.ClusterUnlocked = true
 	}

@@ -49,11 +49,16 @@ type Node struct {
 	pg    Postgres
 	http  *http.Client
 
-	status  atomic.Pointer[Status]
-	wake    chan struct{}
-	renewCh chan struct{}
-	fenceCh chan string
-	running atomic.Bool
+	status   atomic.Pointer[Status]
+	lastSnap atomic.Pointer[dcs.Cluster]
+	wake     chan struct{}
+	renewCh  chan struct{}
+	fenceCh  chan string
+	ops      chan opRequest
+
+	metricsOnce    sync.Once
+	metricsHandler http.Handler
+	running        atomic.Bool
 
 	// lease state, guarded by mu
 	mu           sync.Mutex
@@ -82,6 +87,7 @@ type Node struct {
 	dyn         dcs.DynamicConfig
 	lastMember  []byte
 	lastStatus  int64
+	asyncIdle   atomic.Bool // no long action runs (for the REST API's live view)
 	historyDue  atomic.Bool // a promotion's timeline switch is not in /history yet
 	refused     error
 	observed    pg.Status
@@ -117,9 +123,11 @@ func New(cfg Config) (*Node, error) {
 		wake:      make(chan struct{}, 1),
 		renewCh:   make(chan struct{}, 1),
 		fenceCh:   make(chan string, 1),
+		ops:       make(chan opRequest),
 		asyncDone: make(chan asyncResult, 1),
 		dyn:       dcs.ParseDynamicConfig(cfg.bootstrapDCS()),
 	}
+	n.asyncIdle.Store(true)
 	if n.http == nil {
 		n.http = &http.Client{Timeout: cfg.ProbeTimeout}
 	}
@@ -147,27 +155,43 @@ func (n *Node) Status() *Status { return n.status.Load() }
 // (/primary, /replica, /read-only, /health, /leader, /liveness, /readiness),
 // with HEAD and OPTIONS answering the status code alone.
 func (n *Node) Handler() http.Handler {
-	return &apiHandler{status: n.liveStatus, now: n.clock.Now}
+	return &apiHandler{status: n.liveStatus, now: n.clock.Now, node: n}
 }
 
-// liveStatus is the last snapshot corrected by what can be checked at once
-// without blocking: whether the lease still makes this node the leader, and
-// whether the postmaster is alive. A stuck loop therefore never makes the
-// API claim a leadership or a running primary the node no longer has.
+// liveStatus is the last snapshot with the Postgres facts read again now
+// (as Patroni does for every REST request: health checks must not answer
+// from a view up to loop_wait old) and the leadership re-checked against
+// the lease deadline. A stuck loop therefore never makes the API claim a
+// leadership or a running primary the node no longer has.
 func (n *Node) liveStatus() *Status {
-	s := n.Status()
-	leading := n.isLeading()
-	_, running := n.pg.Running()
-	if leading == s.IsLeader && (running || s.State != "running") {
-		return s
-	}
-	c := *s
-	c.IsLeader = leading
-	if !running && c.State == "running" {
-		c.State = "stopped"
+	c := *n.Status()
+	c.IsLeader = n.isLeading()
+	if _, running := n.pg.Running(); !running {
+		if c.State == "running" {
+			c.State = "stopped"
+		}
 		if c.Role == dcs.RolePrimary {
 			c.Role = dcs.RoleDemoted
 		}
+		return &c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ProbeTimeout)
+	defer cancel()
+	st, err := n.pg.Status(ctx)
+	if err != nil || st.Role == "" {
+		if c.State == "running" {
+			c.State = "unknown"
+		}
+		return &c
+	}
+	c.applyPostgres(st)
+	if c.State != "running" && n.asyncIdle.Load() {
+		c.State = "running"
+	}
+	if st.Role == pg.RolePrimary {
+		c.Role = dcs.RolePrimary
+	} else if c.Role == dcs.RolePrimary || c.Role == dcs.RoleUninitialized {
+		c.Role = dcs.RoleReplica
 	}
 	return &c
 }
@@ -288,4 +312,10 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C():
 	}
+}
+
+// lastClusterSnapshot is the last DCS snapshot the loop saw (nil before
+// the first); read-only.
+func (n *Node) lastClusterSnapshot() *dcs.Cluster {
+	return n.lastSnap.Load()
 }

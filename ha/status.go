@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/pg"
 )
 
 // Status is an immutable snapshot of what a Node knows about itself, taken at
@@ -43,7 +44,11 @@ type Status struct {
 	// Upstream is the member this replica streams from.
 	Upstream string
 	// Replication lists the walsenders of a primary.
-	Replication []Replication
+	Replication []pg.WALSender
+	// ReplayedTimestamp and ReplayPaused are a replica's last replayed
+	// transaction time and whether replay is paused.
+	ReplayedTimestamp *time.Time
+	ReplayPaused      bool
 	// Tags are the node's effective tags.
 	Tags dcs.Tags
 	// DCSLastSeen is the last time the DCS answered.
@@ -69,16 +74,6 @@ type Status struct {
 	MaximumLagOnFailover int64
 	// Taken is when the snapshot was taken (the end of a loop cycle).
 	Taken time.Time
-}
-
-// Replication is one walsender as pg_stat_replication reports it.
-type Replication struct {
-	Usename         string `json:"usename"`
-	ApplicationName string `json:"application_name"`
-	ClientAddr      string `json:"client_addr"`
-	State           string `json:"state"`
-	SyncState       string `json:"sync_state"`
-	SyncPriority    int    `json:"sync_priority"`
 }
 
 // pgTimeLayout is how Patroni prints Postgres timestamps in /patroni.
@@ -131,6 +126,9 @@ func (s *Status) patroniJSON() []byte {
 				"replayed_timestamp": nil,
 				"paused":             false,
 			}
+			if s.ReplayedTimestamp != nil {
+				m["xlog"].(map[string]any)["replayed_timestamp"] = s.ReplayedTimestamp.Format(pgTimeLayout)
+			}
 			if s.ReplicationState != "" {
 				m["replication_state"] = s.ReplicationState
 			}
@@ -148,4 +146,31 @@ func (s *Status) patroniJSON() []byte {
 		return []byte(`{"state":` + strconv.Quote(s.State) + `,"role":` + strconv.Quote(s.Role) + `}`)
 	}
 	return b
+}
+
+// applyPostgres sets the Postgres facts of s from an observation.
+func (s *Status) applyPostgres(st pg.Status) {
+	s.PostmasterStartTime = st.PostmasterStartTime
+	s.Replication = st.Replication
+	s.ReplayedTimestamp, s.ReplayPaused = st.ReplayTimestamp, st.ReplayPaused
+	s.Timeline = int64(st.Timeline)
+	s.InRecovery = st.Role != "" && st.Role != pg.RolePrimary
+	s.XLogLocation, s.ReceivedLocation, s.ReplayedLocation, s.ReplicationState = 0, 0, 0, ""
+	if st.SystemID != 0 {
+		s.SystemID = strconv.FormatUint(st.SystemID, 10)
+	}
+	switch {
+	case st.Running && st.Role == pg.RolePrimary:
+		s.XLogLocation = int64(st.FlushLSN)
+	case st.Running && st.Role != "":
+		s.ReceivedLocation, s.ReplayedLocation = int64(st.ReceiveLSN), int64(st.ReplayLSN)
+		s.ReplicationState = "in archive recovery"
+		if w := st.WALReceiver; w != nil {
+			s.ReceivedLocation = max(s.ReceivedLocation, int64(w.FlushedLSN))
+			s.LeaderOptime = max(s.LeaderOptime, int64(w.LatestEndLSN))
+			if w.Status == "streaming" {
+				s.ReplicationState = "streaming"
+			}
+		}
+	}
 }

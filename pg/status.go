@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -53,9 +54,30 @@ type Status struct {
 	// PendingRestart is true when a changed parameter needs a restart.
 	PendingRestart bool
 
+	// PostmasterStartTime is pg_postmaster_start_time().
+	PostmasterStartTime time.Time
+	// ReplayTimestamp is a replica's pg_last_xact_replay_timestamp(), nil
+	// when none was replayed (or on a primary).
+	ReplayTimestamp *time.Time
+	// ReplayPaused is a replica's pg_is_wal_replay_paused().
+	ReplayPaused bool
+	// Replication lists a server's WAL senders (pg_stat_replication).
+	Replication []WALSender
+
 	// Control is pg_controldata's view, set when the server does not run
 	// and the data directory is initialized.
 	Control *ControlData
+}
+
+// WALSender is a row of pg_stat_replication, with the fields Patroni
+// reports in GET /patroni.
+type WALSender struct {
+	Usename         string `json:"usename"`
+	ApplicationName string `json:"application_name"`
+	ClientAddr      string `json:"client_addr"`
+	State           string `json:"state"`
+	SyncState       string `json:"sync_state"`
+	SyncPriority    int    `json:"sync_priority"`
 }
 
 // WALReceiver is a row of pg_stat_wal_receiver.
@@ -144,7 +166,15 @@ SELECT r,
        (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()),
        EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart),
        w.pid, w.status, w.received_tli, w.flushed_lsn::text, w.latest_end_lsn::text,
-       w.slot_name, w.sender_host, w.sender_port
+       w.slot_name, w.sender_host, w.sender_port,
+       pg_catalog.pg_postmaster_start_time(),
+       CASE WHEN r THEN pg_catalog.pg_last_xact_replay_timestamp() END,
+       CASE WHEN r THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END,
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('usename', s.usename,
+               'application_name', s.application_name, 'client_addr', pg_catalog.host(s.client_addr),
+               'state', s.state, 'sync_state', s.sync_state, 'sync_priority', s.sync_priority)
+               ORDER BY s.application_name)::text
+          FROM pg_catalog.pg_stat_replication AS s)
   FROM pg_catalog.pg_is_in_recovery() AS r
   LEFT JOIN pg_catalog.pg_stat_get_wal_receiver() AS w ON w.pid IS NOT NULL`
 
@@ -158,11 +188,20 @@ func (i *Instance) query(ctx context.Context, conn *pgx.Conn, st *Status) error 
 		pending                               bool
 		wPID, wTLI, wPort                     *int32
 		wStatus, wFlushed, wEnd, wSlot, wHost *string
+		replayTS                              *time.Time
+		senders                               *string
 	)
 	err := conn.QueryRow(ctx, statusQuery).Scan(&inRecovery, &sysid, &cur, &flush, &recv, &replay, &walTLI, &ckptTLI, &pending,
-		&wPID, &wStatus, &wTLI, &wFlushed, &wEnd, &wSlot, &wHost, &wPort)
+		&wPID, &wStatus, &wTLI, &wFlushed, &wEnd, &wSlot, &wHost, &wPort,
+		&st.PostmasterStartTime, &replayTS, &st.ReplayPaused, &senders)
 	if err != nil {
 		return err
+	}
+	st.ReplayTimestamp = replayTS
+	if senders != nil {
+		if err := json.Unmarshal([]byte(*senders), &st.Replication); err != nil {
+			return fmt.Errorf("pg_stat_replication: %w", err)
+		}
 	}
 	var errs []error
 	lsn := func(s *string) LSN {
