@@ -29,6 +29,10 @@ func (n *Node) loop(ctx context.Context) error {
 		}
 		n.sleep(ctx, time.Second)
 	}
+	if err := n.checkUniqueName(ctx); err != nil {
+		n.refused = err
+		return err
+	}
 	var wakeAt time.Time
 	for ctx.Err() == nil {
 		wakeAt = n.cycle(ctx)
@@ -316,4 +320,26 @@ func (n *Node) checkDivergence(ctx context.Context, c *dcs.Cluster, l failover.L
 		return failover.DivergenceFound
 	}
 	return failover.DivergenceNone
+}
+
+// checkUniqueName refuses to run when another live agent already publishes
+// a member key with this node's name (Patroni's startup guard): its member
+// key is on another lease and its REST API answers.
+func (n *Node) checkUniqueName(ctx context.Context) error {
+	c, err := n.store.Cluster(ctx)
+	if err != nil {
+		return nil // the loop copes with an unreachable DCS
+	}
+	m, ok := c.Member(n.cfg.Name)
+	n.mu.Lock()
+	mine := n.lease.ID
+	n.mu.Unlock()
+	if !ok || m.Lease == 0 || m.Lease == mine || m.Data.APIURL == "" || m.Data.APIURL == n.cfg.APIURL {
+		return nil
+	}
+	p := probePeers(ctx, n.http, []failover.ProbeTarget{{Name: m.Name, APIURL: m.Data.APIURL}}, n.cfg.ProbeTimeout)
+	if len(p) == 1 && p[0].Reachable {
+		return fmt.Errorf("%w: there is already a node named %q running (its API answers at %s)", ErrRefused, n.cfg.Name, m.Data.APIURL)
+	}
+	return nil
 }
