@@ -259,20 +259,21 @@ func (h *apiHandler) getHistory(w http.ResponseWriter, r *http.Request) {
 		text(w, http.StatusServiceUnavailable, "DCS is not accessible: "+err.Error())
 		return
 	}
-	rows := [][]any{}
+	var lines []dcs.HistoryLine
 	if c.History != nil {
-		for _, l := range c.History.Lines {
-			row := []any{l.Timeline, l.LSN, l.Reason}
-			if l.Timestamp != "" || l.NewLeader != "" {
-				row = append(row, l.Timestamp)
-			}
-			if l.NewLeader != "" {
-				row = append(row, l.NewLeader)
-			}
-			rows = append(rows, row)
-		}
+		lines = c.History.Lines
 	}
-	writeJSON(w, http.StatusOK, rows)
+	b, err := dcs.EncodeHistory(lines)
+	if err != nil {
+		text(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if len(lines) == 0 {
+		b = []byte("[]")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
 }
 
 func (h *apiHandler) getConfig(w http.ResponseWriter, r *http.Request) {
