@@ -188,6 +188,7 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 	}
 	if st.Control != nil {
 		l.ControlState = st.Control.State
+		l.CanRewind = n.dyn.UsePgRewind && st.Control.RewindPossible()
 		if l.Timeline == 0 {
 			l.Timeline = int64(st.Control.Timeline)
 		}

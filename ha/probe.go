@@ -99,9 +99,11 @@ func parsePatroniStatus(body []byte, p *failover.Peer) error {
 			return fmt.Errorf("xlog: %v", err)
 		}
 	}
-	// Patroni's rule: a peer is a primary when it reports xlog.location or
-	// a primary role.
-	p.InRecovery = !(x.Location != nil || dcs.IsPrimaryRole(v.Role))
+	// Patroni's rule: a peer is a primary when it reports a primary role,
+	// or xlog.location while running. A node whose Postgres is still
+	// starting (e.g. as a standby after a demote) may still carry the
+	// primary's xlog shape from before its crash: that is not a primary.
+	p.InRecovery = !(x.Location != nil && v.State == "running" || dcs.IsPrimaryRole(v.Role))
 	if x.Location != nil {
 		p.Location = *x.Location
 	}
