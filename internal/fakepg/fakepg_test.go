@@ -425,8 +425,10 @@ func TestFailNext(t *testing.T) {
 	require.NoError(t, r.Start(ctx))
 
 	r.FailNext(fakepg.OpStatus, boom)
-	_, err := r.Status(ctx)
+	st, err := r.Status(ctx)
 	require.ErrorIs(t, err, boom)
+	require.True(t, st.Running, "the postmaster runs; the query failed")
+	require.Empty(t, st.Role)
 }
 
 func TestDelayNextHonoursContext(t *testing.T) {

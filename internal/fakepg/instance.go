@@ -654,15 +654,19 @@ func (i *Instance) CrashRecovery(ctx context.Context) error {
 // Status reports the running server (role, timeline, positions, WAL
 // receiver) or, when stopped, pg_control's view. A server that is starting
 // reports Running with no Role and an error, as a real one refuses
-// connections then.
+// connections then; so does a scripted failure or delay of OpStatus on a
+// running server (a query that failed or timed out).
 func (i *Instance) Status(ctx context.Context) (pg.Status, error) {
-	if err := i.take(ctx, OpStatus); err != nil {
-		return pg.Status{}, err
-	}
+	err := i.take(ctx, OpStatus)
 	i.w.mu.Lock()
 	defer i.w.mu.Unlock()
-	i.syncDiskLocked()
 	var st pg.Status
+	if err != nil {
+		// As pg's: the postmaster is known to run, the query failed.
+		st.Running, st.PID = i.running, i.pid
+		return st, err
+	}
+	i.syncDiskLocked()
 	d := i.data
 	if !i.running {
 		if d != nil {
