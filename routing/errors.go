@@ -104,8 +104,8 @@ func SafeToRetry(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
-// commitOutcome classifies an error returned by COMMIT: retry (COMMIT was
-// never sent, so nothing committed), definite (the server answered: the
+// outcome classifies an error returned by COMMIT: retry (COMMIT was never
+// sent, so nothing committed), definite (the server answered: the
 // transaction did not commit) or ambiguous.
 type outcome int
 
@@ -115,10 +115,14 @@ const (
 	outcomeAmbiguous
 )
 
+// commitOutcome classifies err, returned by a COMMIT on a connection that
+// was open when COMMIT was called.
 func commitOutcome(err error) outcome {
-	if pgconn.SafeToRetry(err) {
-		// Failed before anything was sent (the connection was already
-		// closed, e.g. fenced): COMMIT never reached the server.
+	if pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed) {
+		// Failed before anything was written (e.g. the socket was already
+		// cut by fencing): COMMIT never reached the server. "conn closed"
+		// is not trusted: pgx reports it also for a connection that died
+		// while COMMIT was waiting for its answer.
 		return outcomeRetry
 	}
 	var pgErr *pgconn.PgError
@@ -138,7 +142,6 @@ func commitOutcome(err error) outcome {
 		if sev == "ERROR" && class != "57" && class != "08" && class != "XX" && class != "58" {
 			return outcomeDefinite
 		}
-		return outcomeAmbiguous
 	}
 	return outcomeAmbiguous
 }

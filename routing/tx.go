@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -83,6 +84,12 @@ func (r *Router) writeOnce(ctx context.Context, opts pgx.TxOptions, fn func(pgx.
 	if err := fn(tx); err != nil {
 		rollback(tx)
 		return 0, fail("tx", err)
+	}
+	if conn.Conn().IsClosed() {
+		// The connection died before COMMIT (cut by fencing, or the server
+		// went away): nothing was sent, nothing committed.
+		rollback(tx)
+		return 0, fail("commit", pgconn.ErrConnClosed)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		if errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed) {
