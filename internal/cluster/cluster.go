@@ -89,6 +89,9 @@ type Options struct {
 	Logger hclog.Logger
 	// Debug turns on the nodes' debug logs.
 	Debug bool
+	// Trace makes the nodes log the duration of every DCS, Postgres and
+	// peer-probe call, every DCS watch event and every decision.
+	Trace bool
 }
 
 // DefaultDynamic is the dynamic configuration a cluster gets when
@@ -242,6 +245,7 @@ func (c *Cluster) newNode(name string, bootstrap bool) (*Node, error) {
 		Dynamic:     c.opts.Dynamic,
 		Tags:        c.opts.Tags[name],
 		Debug:       c.opts.Debug,
+		Trace:       c.opts.Trace,
 	}
 	return &Node{c: c, Name: name, spec: spec, dir: dir, proxy: proxy, log: c.opts.Logger.Named(name)}, nil
 }

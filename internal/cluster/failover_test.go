@@ -3,6 +3,8 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -31,6 +33,20 @@ func TestKillPrimaryFailoverAndRewind(t *testing.T) {
 	}
 	tl, err := p.Timeline(ctx)
 	require.NoError(t, err)
+
+	// C1: a short agent pause (1 s, under retry_timeout + the fence
+	// margin's slack) changes nothing: same leader tenure.
+	_, rev, err := c.LeaderRevision(ctx)
+	require.NoError(t, err)
+	require.NoError(t, p.Freeze())
+	time.Sleep(time.Second) // the fault's duration, not a wait for a condition
+	require.NoError(t, p.Thaw())
+	require.NoError(t, p.Exec(ctx, "INSERT INTO t VALUES (0)"))
+	leader, rev2, err := c.LeaderRevision(ctx)
+	require.NoError(t, err)
+	require.Equal(t, p.Name, leader)
+	require.Equal(t, rev, rev2, "no new leader tenure after a short pause")
+	require.NoError(t, p.Exec(ctx, "DELETE FROM t WHERE v = 0"))
 
 	// A write only the old primary gets: its walsenders are frozen.
 	frozen, err := p.FreezeWALSenders(ctx)
@@ -146,7 +162,8 @@ func TestPostgresCrashOnPrimary(t *testing.T) {
 // Switchover through the node API (Node.Switchover): to any healthy member
 // ("" candidate), which never picks the nofailover member, and to a named
 // one; a switchover to the nofailover member is refused with
-// ha.ErrInvalidRequest and changes nothing.
+// ha.ErrInvalidRequest and changes nothing. In between, the primary is cut
+// from etcd (RELIABILITY.md D1, etcd edge only) and fences itself.
 func TestSwitchover(t *testing.T) {
 	c := newCluster(t, cluster.Options{Mode: cluster.InProcess, Dynamic: shortTTL(nil),
 		Tags:      map[string]dcs.Tags{"node3": {"nofailover": true}},
@@ -180,9 +197,24 @@ func TestSwitchover(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, cl.Failover == nil || cl.Failover.Candidate == "", "no /failover written: %+v", cl.Failover)
 
+	// The primary cut from etcd fences itself before another node is
+	// promoted (the checker would see two writable primaries otherwise),
+	// and rejoins once healed.
+	q.CutFromDCS()
+	cut := time.Now()
+	r, err := c.WaitPrimary(within(t, 30*time.Second), q)
+	require.NoError(t, err)
+	t.Logf("%s cut from etcd; %s is a writable leader after %s", q.Name, r.Name, time.Since(cut).Round(time.Millisecond))
+	require.NotEqual(t, "node3", r.Name)
+	q.HealDCS()
+	s, err := c.WaitStable(within(t, 60*time.Second))
+	require.NoError(t, err, "the fenced primary rejoins")
+	require.Equal(t, r.Name, s.Name)
+	p, q = q, r
+
 	// Back to the named first primary.
 	require.NoError(t, q.HA().Switchover(ctx, p.Name, time.Time{}))
-	r, err := c.WaitPrimary(within(t, 30*time.Second), q)
+	r, err = c.WaitPrimary(within(t, 30*time.Second), q)
 	require.NoError(t, err)
 	require.Equal(t, p.Name, r.Name)
 	_, err = c.WaitStable(within(t, 30*time.Second))
@@ -274,5 +306,52 @@ func TestFailoverWithoutLeader(t *testing.T) {
 		waitRows(t, n, 20*time.Second, 1, 2)
 	}
 	require.True(t, logHas(t, p, "action done", "action=rewind"), "the diverged node was rewound (see %s)", p.LogFile())
+	finish()
+}
+
+// A frozen agent cannot fence itself (DESIGN.md, "The leader lease and the
+// fence", 5; RELIABILITY.md C2): SIGSTOP the primary's agent for three ttls
+// while its Postgres keeps running and taking the checker's writes. Its lease
+// expires, but the replicas, whose WAL receivers keep receiving from the old
+// primary, must not promote a second primary: the checker sees no two
+// writable primaries. (Today this holds because each replica finds a peer
+// "ahead" of its own position, which keeps moving; without writes the
+// replicas do race and promote while the old Postgres is still writable: the
+// limit the package docs state. See the report of issue 4.) Once thawed, the
+// old agent fences itself at once and the cluster converges.
+func TestFrozenAgentWithWritesNoSecondPrimary(t *testing.T) {
+	if os.Getenv("PGHA_KNOWN_BUGS") == "" {
+		// On SIGCONT the agent's lease keeper, still believing it leads,
+		// calls RefreshLeader, which grants a new lease and re-creates the
+		// expired leader key while the fence stops Postgres; the node then
+		// holds the key without leading, never promotes, and nobody else
+		// races: no writable primary, forever (see the report of issue 4).
+		t.Skip("known bug in ha (lease keeper re-creates the leader key after a freeze); PGHA_KNOWN_BUGS=1 runs it")
+	}
+	c := newCluster(t, cluster.Options{Mode: cluster.Processes, Dynamic: shortTTL(nil)})
+	finish := startChecker(t, c)
+
+	p, err := c.WaitStable(within(t, 90*time.Second))
+	require.NoError(t, err)
+	ctx := within(t, 2*time.Minute)
+	require.NoError(t, p.Freeze())
+	frozen := time.Now()
+	require.NoError(t, cluster.Eventually(within(t, 20*time.Second), func(ctx context.Context) error {
+		if l, err := c.Leader(ctx); err != nil || l != "" {
+			return fmt.Errorf("leader key still held (%q, %v)", l, err)
+		}
+		return nil
+	}), "the frozen agent's lease expires")
+	t.Logf("%s frozen; its leader key expired after %s", p.Name, time.Since(frozen).Round(time.Millisecond))
+	for time.Since(frozen) < 9*time.Second { // the fault lasts three ttls
+		require.LessOrEqual(t, len(c.Writable(ctx)), 1, "two writable primaries while the agent is frozen")
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NoError(t, p.Thaw())
+	thawed := time.Now()
+	s, err := c.WaitStable(within(t, 60*time.Second))
+	require.NoError(t, err, "the cluster converges after the thaw")
+	t.Logf("%s thawed; stable after %s with %s primary", p.Name, time.Since(thawed).Round(time.Millisecond), s.Name)
+	require.True(t, logHas(t, p, "fencing"), "the thawed agent fenced itself (see %s)", p.LogFile())
 	finish()
 }

@@ -65,6 +65,10 @@ type Spec struct {
 	Tags dcs.Tags
 	// Debug turns on debug logging.
 	Debug bool
+	// Trace logs the duration of every DCS, Postgres and peer-probe call
+	// the node makes, the arrival of every DCS watch event, and every
+	// decision (for explaining a benchmark's figures).
+	Trace bool
 }
 
 // Args renders the spec as nodeproc's command-line flags (passwords
@@ -89,6 +93,7 @@ func (s Spec) Args() ([]string, error) {
 		"-bootstrap=" + strconv.FormatBool(s.Bootstrap),
 		"-dynamic", string(dyn), "-tags", string(tags),
 		"-debug=" + strconv.FormatBool(s.Debug),
+		"-trace=" + strconv.FormatBool(s.Trace),
 	}, nil
 }
 
@@ -123,6 +128,7 @@ func Parse(args []string, getenv func(string) string) (Spec, error) {
 	fs.StringVar(&dyn, "dynamic", "null", "bootstrap dynamic configuration (JSON object)")
 	fs.StringVar(&tags, "tags", "null", "member tags (JSON object)")
 	fs.BoolVar(&s.Debug, "debug", false, "debug logging")
+	fs.BoolVar(&s.Trace, "trace", false, "log the duration of every DCS, Postgres and probe call")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -221,6 +227,13 @@ func New(ctx context.Context, s Spec, logger hclog.Logger) (r *Runner, err error
 		APIURL: "http://" + r.ln.Addr().String() + "/patroni",
 		Tags:   s.Tags,
 		Logger: logger,
+	}
+	if s.Trace {
+		tl := logger.Named("trace")
+		cfg.Store = tracedStore{Store: r.store, log: tl}
+		cfg.Postgres = tracedPG{Postgres: r.inst, log: tl}
+		cfg.HTTPClient = &http.Client{Timeout: time.Second, Transport: tracedTransport{rt: http.DefaultTransport.(*http.Transport).Clone(), log: tl}}
+		cfg.Hooks.OnDecision = func(d string) { tl.Info("decision", "decision", d) }
 	}
 	if s.Bootstrap {
 		cfg.Bootstrap = &ha.Bootstrap{Initdb: pg.InitdbOptions{DataChecksums: true, NoSync: true}, DCS: s.Dynamic}
