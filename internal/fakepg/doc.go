@@ -63,8 +63,12 @@
 // d) makes the next Start wait d first (on the clock, so instantly inside a
 // testing/synctest bubble), ending early with the context. A delayed Start
 // shows a postmaster that runs but does not accept connections yet, as a real
-// one does while it starts, and a Stop in the meantime aborts it. Calls counts
-// every call of an operation, failed or not.
+// one does while it starts, and a Stop in the meantime aborts it. A delayed
+// Stop is a slow shutdown: the server refuses connections and writes at once
+// and exits d later, even if the caller's context ends first (a later
+// Stop(immediate) ends it at once). A failed Stop is a signal that could not
+// be sent: the server runs on. Calls counts every call of an operation,
+// failed or not.
 //
 // # Checking safety
 //
@@ -78,8 +82,8 @@
 //
 // # Differences from pg.Instance
 //
-// Operations take effect at once unless delayed, and a Start or Stop whose
-// context ends during a delay gives up (a real one leaves Postgres as it is).
+// Operations take effect at once unless delayed, and a Start whose context
+// ends during a delay gives up (a real one leaves Postgres starting).
 // Replay is never behind receipt. There are no parameters, slots, roles or
 // files other than the markers above; EnsureRoles and Checkpoint only check
 // that the server runs (a checkpoint on a primary also writes its WAL

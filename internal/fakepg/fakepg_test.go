@@ -449,11 +449,44 @@ func TestDelayNextHonoursContext(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.Equal(t, time.Minute+time.Second, time.Since(start))
 
-		// A slow stop that outlives its context leaves the server running.
+		// A slow shutdown refuses writes at once; if it outlives the
+		// caller's context, it goes on and ends later.
 		r.DelayNext(fakepg.OpStop, time.Hour)
 		sctx, cancel2 := context.WithTimeout(ctx, time.Second)
 		defer cancel2()
-		require.ErrorIs(t, r.Stop(sctx, pg.StopImmediate), pg.ErrTimeout)
+		require.ErrorIs(t, r.Stop(sctx, pg.StopFast), pg.ErrTimeout)
+		require.False(t, r.Writable())
+		_, running := r.Running()
+		require.True(t, running)
+		st, err := r.Status(ctx)
+		require.ErrorContains(t, err, "shutting down")
+		require.True(t, st.Running)
+		time.Sleep(time.Hour)
+		_, running = r.Running()
+		require.False(t, running)
+		require.Equal(t, pg.StateShutDown, r.Info().ControlState)
+
+		// A second fast stop waits for the first; an immediate one ends it.
+		require.NoError(t, r.Start(ctx))
+		r.DelayNext(fakepg.OpStop, time.Hour)
+		t1 := time.Now()
+		go func() { _ = r.Stop(ctx, pg.StopFast) }()
+		synctest.Wait()
+		require.NoError(t, r.Stop(ctx, pg.StopFast))
+		require.Equal(t, time.Hour, time.Since(t1))
+		require.NoError(t, r.Start(ctx))
+		r.DelayNext(fakepg.OpStop, time.Hour)
+		go func() { _ = r.Stop(ctx, pg.StopFast) }()
+		synctest.Wait()
+		require.NoError(t, r.Stop(ctx, pg.StopImmediate))
+		_, running = r.Running()
+		require.False(t, running)
+		require.Equal(t, pg.StateInProduction, r.Info().ControlState)
+
+		// A stop whose signal fails does nothing.
+		require.NoError(t, r.Start(ctx))
+		r.FailNext(fakepg.OpStop, errors.New("kill: operation not permitted"))
+		require.Error(t, r.Stop(ctx, pg.StopFast))
 		require.True(t, r.Writable())
 	})
 }

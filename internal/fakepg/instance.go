@@ -25,16 +25,17 @@ type Instance struct {
 	exits chan pg.ExitEvent
 
 	// guarded by w.mu
-	data    *dataDir // nil: empty data directory
-	running bool     // a postmaster exists (starting or ready)
-	ready   bool     // it accepts connections
-	primary bool     // it runs as a primary (when ready)
-	pid     int
-	epoch   int // bumped on every start and stop, so a delayed call notices
-	paused  bool
-	calls   map[Op]int
-	fails   map[Op][]error
-	delays  map[Op][]time.Duration
+	data     *dataDir // nil: empty data directory
+	running  bool     // a postmaster exists (starting or ready)
+	ready    bool     // it accepts connections
+	primary  bool     // it runs as a primary (when ready)
+	pid      int
+	epoch    int           // bumped on every start and stop, so a delayed call notices
+	stopping chan struct{} // a slow shutdown is in progress; closed when it ends
+	paused   bool
+	calls    map[Op]int
+	fails    map[Op][]error
+	delays   map[Op][]time.Duration
 }
 
 // dataDir is what a data directory holds that HA cares about.
@@ -146,7 +147,9 @@ func (i *Instance) Writable() bool {
 	return i.writableLocked()
 }
 
-func (i *Instance) writableLocked() bool { return i.running && i.ready && i.primary }
+func (i *Instance) writableLocked() bool {
+	return i.running && i.ready && i.primary && i.stopping == nil
+}
 
 // Crash kills the postmaster as SIGKILL would: no checkpoint, pg_control
 // left "in production" ("in archive recovery" on a replica), and an
@@ -370,20 +373,53 @@ func (i *Instance) Start(ctx context.Context) error {
 // Stop stops the postmaster. fast and smart write a shutdown checkpoint,
 // which the replicas receive before the primary exits; immediate does not.
 // Stopping a stopped instance is not an error. A delay scripted for OpStop
-// is spent before the signal; if ctx ends first, the server keeps running
-// and Stop returns an error wrapping pg.ErrTimeout.
+// is a slow shutdown, as pg's after the signal: the server refuses
+// connections (and writes) at once and exits d later. If ctx ends first,
+// Stop returns an error wrapping pg.ErrTimeout and the shutdown goes on; a
+// Stop(immediate) meanwhile ends it at once. A failure scripted for OpStop
+// is a signal that could not be sent: nothing happens.
 func (i *Instance) Stop(ctx context.Context, mode pg.StopMode) error {
-	if err := i.take(ctx, OpStop); err != nil {
-		return err
-	}
 	i.w.mu.Lock()
-	defer i.w.mu.Unlock()
-	if !i.running {
+	d, ferr := i.takeLocked(OpStop)
+	if ferr != nil || !i.running {
+		i.w.mu.Unlock()
+		return ferr
+	}
+	if i.stopping != nil && mode != pg.StopImmediate {
+		done := i.stopping
+		i.w.mu.Unlock()
+		return waitStopped(ctx, done)
+	}
+	if d <= 0 || mode == pg.StopImmediate {
+		defer i.w.mu.Unlock()
+		i.haltLocked(mode)
+		i.w.recordLocked(i, OpStop, mode.String())
 		return nil
 	}
-	i.haltLocked(mode)
-	i.w.recordLocked(i, OpStop, mode.String())
-	return nil
+	done := make(chan struct{})
+	i.stopping = done
+	epoch := i.epoch
+	i.w.recordLocked(i, OpStop, mode.String()+" (shutting down)")
+	i.w.mu.Unlock()
+	time.AfterFunc(d, func() {
+		i.w.mu.Lock()
+		defer i.w.mu.Unlock()
+		if i.epoch == epoch && i.running {
+			i.haltLocked(mode)
+			i.w.recordLocked(i, OpStop, mode.String()+" (shut down)")
+		}
+	})
+	return waitStopped(ctx, done)
+}
+
+func waitStopped(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return &pg.CommandError{Op: string(OpStop), ExitCode: -1, Cause: pg.ErrTimeout, Err: ctx.Err(),
+			Detail: "postgres has not exited yet and is left shutting down (fakepg: scripted delay)"}
+	}
 }
 
 // haltLocked ends the postmaster in mode and sets pg_control accordingly.
@@ -391,6 +427,10 @@ func (i *Instance) haltLocked(mode pg.StopMode) {
 	wasReady, wasPrimary := i.ready, i.primary
 	i.running, i.ready, i.pid = false, false, 0
 	i.epoch++
+	if i.stopping != nil {
+		close(i.stopping)
+		i.stopping = nil
+	}
 	if !wasReady || i.data == nil {
 		return // aborted start: pg_control stays as it was
 	}
@@ -679,6 +719,11 @@ func (i *Instance) Status(ctx context.Context) (pg.Status, error) {
 		st.PostmasterStatus = "starting"
 		return st, &pg.CommandError{Op: string(OpStatus), ExitCode: -1, Cause: pg.ErrNotRunning,
 			Detail: "cannot connect to postgres (pid " + strconv.Itoa(i.pid) + "): the database system is starting up"}
+	}
+	if i.stopping != nil {
+		st.PostmasterStatus = "stopping"
+		return st, &pg.CommandError{Op: string(OpStatus), ExitCode: -1, Cause: pg.ErrNotRunning,
+			Detail: "cannot connect to postgres (pid " + strconv.Itoa(i.pid) + "): the database system is shutting down"}
 	}
 	st.SystemID, st.Timeline = d.sysid, d.tl
 	if i.primary {
