@@ -17,8 +17,8 @@
 //	_ = p.Start(ctx)                                     // a writable primary on timeline 1
 //	_ = r.Clone(ctx, pg.Upstream{Host: "node1", Port: 5432}, nil)
 //	_ = r.Start(ctx)                                     // a replica streaming from node1
-//	lsn, _ := p.Write(1 << 20)                           // WAL on the primary ...
-//	_ = r.Info().LSN == lsn                              // ... reaches the replica at once
+//	lsn, _ := p.Write(1 << 20)                           // WAL on the primary reaches
+//	fmt.Println(r.Info().LSN == lsn)                     // the replica at once: true
 //
 // # What is modelled
 //
