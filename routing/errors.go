@@ -76,18 +76,21 @@ var retryableStates = map[string]bool{
 // context errors, and every other server error (constraint violations,
 // serialization failures, syntax errors, authentication failures).
 func SafeToRetry(err error) bool {
-	if err == nil || errors.Is(err, ErrAmbiguousCommit) || errors.Is(err, ErrClosed) {
+	switch {
+	case err == nil, errors.Is(err, ErrAmbiguousCommit), errors.Is(err, ErrClosed),
+		errors.Is(err, ErrNoPrimary), errors.Is(err, ErrNoNode):
 		return false
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	case errors.Is(err, ErrFenced), errors.Is(err, errRetired), errors.Is(err, ErrNotPrimary),
+		errors.Is(err, pgconn.ErrConnClosed):
+		// Checked before context errors: a pool closed by the router
+		// cancels its own dials.
+		return true
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return retryableStates[pgErr.Code] || (len(pgErr.Code) == 5 && pgErr.Code[:2] == "08")
-	}
-	if errors.Is(err, ErrFenced) || errors.Is(err, ErrNotPrimary) || errors.Is(err, pgconn.ErrConnClosed) {
-		return true
 	}
 	if pgconn.SafeToRetry(err) {
 		return true

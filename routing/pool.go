@@ -29,17 +29,18 @@ type pool struct {
 	p     *pgxpool.Pool
 
 	retired atomic.Bool
+	fenced  atomic.Bool
+	// warm: a primary pool opened on a switchover candidate while it was
+	// still a replica. Its connections are checked (not in recovery) on
+	// their first acquisition instead of at connect.
+	warm bool
 
-	mu     sync.Mutex
-	fenced bool
-	active map[*pgx.Conn]struct{}
+	mu       sync.Mutex
+	conns    map[*pgx.Conn]struct{} // every open connection (primary pools)
+	verified map[*pgx.Conn]bool     // warm pools: connections found writable
 }
 
-func (p *pool) isFenced() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.fenced
-}
+func (p *pool) isFenced() bool { return p.fenced.Load() }
 
 // acquire takes a connection, marking errors of a retired pool as such.
 func (p *pool) acquire(ctx context.Context) (*pgxpool.Conn, error) {
@@ -54,18 +55,19 @@ func (p *pool) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 }
 
 // fence stops the pool from handing out connections and cuts every
-// connection in use (closing its socket, so an in-flight statement fails at
-// once and nothing more reaches the server over it). It returns the number
-// of connections cut. Closing the pool itself is left to the caller.
+// connection it has, idle or in use (closing its socket, so an in-flight
+// statement fails at once and nothing more reaches the server over it). It
+// returns the number of connections cut. Closing the pool itself is left to
+// the caller.
 func (p *pool) fence() int {
 	p.retired.Store(true)
 	p.mu.Lock()
-	p.fenced = true
-	conns := make([]*pgx.Conn, 0, len(p.active))
-	for c := range p.active {
+	p.fenced.Store(true)
+	conns := make([]*pgx.Conn, 0, len(p.conns))
+	for c := range p.conns {
 		conns = append(conns, c)
 	}
-	clear(p.active)
+	clear(p.conns)
 	p.mu.Unlock()
 	for _, c := range conns {
 		if nc := c.PgConn().Conn(); nc != nil {
@@ -73,6 +75,30 @@ func (p *pool) fence() int {
 		}
 	}
 	return len(conns)
+}
+
+// verify checks, once per connection of a warm pool, that its server is out
+// of recovery. A connection to a server still in recovery stays in the pool
+// (it will do once the promotion ends) and the acquisition fails with
+// ErrNotPrimary; a broken one is destroyed.
+func (p *pool) verify(ctx context.Context, c *pgx.Conn) (bool, error) {
+	p.mu.Lock()
+	ok := p.verified[c]
+	p.mu.Unlock()
+	if ok {
+		return true, nil
+	}
+	var rec bool
+	if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+		return false, err
+	}
+	if rec {
+		return true, fmt.Errorf("%w (%s)", ErrNotPrimary, p.node)
+	}
+	p.mu.Lock()
+	p.verified[c] = true
+	p.mu.Unlock()
+	return true, nil
 }
 
 // nodeConnConfig returns base's connection settings pointed at addr: host
@@ -132,6 +158,12 @@ func validatePrimary(node string) pgconn.ValidateConnectFunc {
 // connection (not in recovery) and registers acquired connections for
 // fencing; a replica pool makes transactions read-only by default.
 func (r *Router) newPool(n Node, role Role, epoch Epoch) (p *pool, err error) {
+	return r.newPoolWarm(n, role, epoch, false)
+}
+
+// newPoolWarm is newPool; with warm, a primary pool accepts connections to
+// a server in recovery and checks each one on its first acquisition.
+func (r *Router) newPoolWarm(n Node, role Role, epoch Epoch, warm bool) (p *pool, err error) {
 	cfg := r.base.Copy()
 	cc, err := nodeConnConfig(cfg.ConnConfig, n.Addr)
 	if err != nil {
@@ -143,52 +175,60 @@ func (r *Router) newPool(n Node, role Role, epoch Epoch) (p *pool, err error) {
 			return nil, fmt.Errorf("routing: ConfigurePool(%s): %w", n.Name, err)
 		}
 	}
-	p = &pool{node: n.Name, addr: n.Addr, role: role, epoch: epoch, active: map[*pgx.Conn]struct{}{}}
+	p = &pool{node: n.Name, addr: n.Addr, role: role, epoch: epoch, warm: warm,
+		conns: map[*pgx.Conn]struct{}{}, verified: map[*pgx.Conn]bool{}}
 	if role == RolePrimary {
 		cfg.ConnConfig.ValidateConnect = validatePrimary(n.Name)
-		userPrepare, userBefore := cfg.PrepareConn, cfg.BeforeAcquire
-		cfg.BeforeAcquire = nil
-		cfg.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
-			switch {
-			case userPrepare != nil:
-				if ok, err := userPrepare(ctx, c); !ok || err != nil {
-					return ok, err
-				}
-			case userBefore != nil:
-				if !userBefore(ctx, c) {
-					return false, nil
+		if warm {
+			cfg.ConnConfig.ValidateConnect = nil
+		}
+		// Every connection of the pool is tracked from connect to close,
+		// so that fencing can cut the ones in use. (AfterRelease is not
+		// used: pgxpool runs it on a goroutine per release, which costs
+		// throughput.)
+		userConnect := cfg.AfterConnect
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			if userConnect != nil {
+				if err := userConnect(ctx, c); err != nil {
+					return err
 				}
 			}
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			if p.fenced {
-				return false, fmt.Errorf("%w (%s)", ErrFenced, p.node)
+			if p.fenced.Load() {
+				return fmt.Errorf("%w (%s)", ErrFenced, p.node)
 			}
-			p.active[c] = struct{}{}
-			return true, nil
-		}
-		userRelease := cfg.AfterRelease
-		cfg.AfterRelease = func(c *pgx.Conn) bool {
-			p.mu.Lock()
-			delete(p.active, c)
-			fenced := p.fenced
-			p.mu.Unlock()
-			if fenced {
-				return false
-			}
-			if userRelease != nil {
-				return userRelease(c)
-			}
-			return true
+			p.conns[c] = struct{}{}
+			return nil
 		}
 		userClose := cfg.BeforeClose
 		cfg.BeforeClose = func(c *pgx.Conn) {
 			p.mu.Lock()
-			delete(p.active, c)
+			delete(p.conns, c)
+			delete(p.verified, c)
 			p.mu.Unlock()
 			if userClose != nil {
 				userClose(c)
 			}
+		}
+		userPrepare, userBefore := cfg.PrepareConn, cfg.BeforeAcquire
+		cfg.BeforeAcquire = nil
+		cfg.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
+			if p.fenced.Load() {
+				return false, fmt.Errorf("%w (%s)", ErrFenced, p.node)
+			}
+			if p.warm {
+				if ok, err := p.verify(ctx, c); !ok || err != nil {
+					return ok, err
+				}
+			}
+			switch {
+			case userPrepare != nil:
+				return userPrepare(ctx, c)
+			case userBefore != nil:
+				return userBefore(ctx, c), nil
+			}
+			return true, nil
 		}
 	} else {
 		cfg.ConnConfig.ValidateConnect = nil

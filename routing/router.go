@@ -79,6 +79,7 @@ func (s *state) holding() bool { return s.topo != nil && s.topo.Holding }
 // (Close does, after that goroutine has exited).
 type manager struct {
 	primary    *pool
+	warm       *pool // the switchover candidate's primary pool, opened early
 	replicas   map[string]*pool
 	epoch      Epoch
 	epochSince time.Time
@@ -103,8 +104,8 @@ type Stats struct {
 	LeaderChanges int64
 	// Conflicts counts conflicts reported (see Conflict).
 	Conflicts int64
-	// FencedConns counts in-use connections to a former primary that
-	// fencing cut.
+	// FencedConns counts connections to a former primary (in use or idle)
+	// that fencing cut.
 	FencedConns int64
 	// Retries counts transactions Write and Read ran again.
 	Retries int64
@@ -186,8 +187,10 @@ func (r *Router) Close() {
 			r.m.holdTimer.Stop()
 		}
 		pools := slices.Collect(maps.Values(r.m.replicas))
-		if r.m.primary != nil {
-			pools = append(pools, r.m.primary)
+		for _, p := range []*pool{r.m.primary, r.m.warm} {
+			if p != nil {
+				pools = append(pools, p)
+			}
 		}
 		for _, p := range pools {
 			p.retired.Store(true)
@@ -313,6 +316,11 @@ func (r *Router) rebuild() {
 		r.fence(m.primary)
 		m.primary = nil
 	}
+	if hasPrimary && m.primary == nil && m.warm != nil && m.warm.node == pn.Name && m.warm.addr == pn.Addr {
+		// The switchover candidate won: its pool is already connected.
+		m.primary, m.warm = m.warm, nil
+		m.primary.epoch = t.Epoch
+	}
 	if hasPrimary && m.primary == nil {
 		p, err := r.newPool(pn, RolePrimary, t.Epoch)
 		if err != nil {
@@ -321,6 +329,7 @@ func (r *Router) rebuild() {
 			m.primary = p
 		}
 	}
+	r.warmCandidate(t)
 	// Replica pools: one per replica; retired when the node leaves the
 	// role or moves.
 	want := map[string]Node{}
@@ -415,6 +424,48 @@ func (r *Router) holding(t *Topology, now time.Time) bool {
 	}
 	m.holdTimer = r.clk.NewTimer(until.Sub(now))
 	return true
+}
+
+// warmCandidate opens the primary pool of a switchover's named candidate
+// while writes are held, with as many connections as the current primary
+// pool has, so that the writes released to it need not wait for new
+// connections; and retires it when the switchover is over without it.
+func (r *Router) warmCandidate(t *Topology) {
+	m := &r.m
+	var cand Node
+	ok := false
+	if t.Holding && t.Switchover != nil && t.Switchover.To != "" {
+		cand, ok = t.Node(t.Switchover.To)
+		ok = ok && cand.Addr != "" && cand.Role == RoleReplica
+	}
+	if m.warm != nil && (!ok || m.warm.node != cand.Name || m.warm.addr != cand.Addr) {
+		r.retire(m.warm)
+		m.warm = nil
+	}
+	if !ok || m.warm != nil {
+		return
+	}
+	p, err := r.newPoolWarm(cand, RolePrimary, Epoch{}, true)
+	if err != nil {
+		r.log.Warn("cannot open the switchover candidate's pool", logMember, cand.Name, "error", err)
+		return
+	}
+	m.warm = p
+	k := int32(1)
+	if m.primary != nil {
+		k = max(k, m.primary.p.Stat().TotalConns())
+	}
+	k = min(k, p.p.Config().MaxConns)
+	r.log.Debug("opening connections to the switchover candidate", logMember, cand.Name, "conns", k)
+	for range k {
+		r.closers.Go(func() {
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.SwitchoverHold)
+			defer cancel()
+			if c, err := p.p.Acquire(ctx); err == nil {
+				c.Release()
+			}
+		})
+	}
 }
 
 // fence cuts a former primary's pool and closes it in the background.

@@ -39,6 +39,9 @@ func (r *Router) Write(ctx context.Context, fn func(pgx.Tx) error) (LSN, error) 
 func (r *Router) WriteTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) (LSN, error) {
 	var b *retrier
 	for attempt := 1; ; attempt++ {
+		// The state before the attempt: a change during it cuts the wait
+		// before the next one short.
+		st := r.state.Load()
 		lsn, err := r.writeOnce(ctx, opts, fn)
 		if err == nil {
 			return lsn, nil
@@ -58,7 +61,6 @@ func (r *Router) WriteTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx
 		if b == nil {
 			b = r.newRetrier()
 		}
-		st := r.state.Load()
 		if werr := r.waitPrimaryChange(ctx, st, b.next(err)); werr != nil {
 			return 0, fmt.Errorf("%w (gave up: %w)", err, werr)
 		}
@@ -134,6 +136,7 @@ func rollback(tx pgx.Tx) {
 func (r *Router) Read(ctx context.Context, opts ReadOptions, fn func(pgx.Tx) error) error {
 	var b *retrier
 	for attempt := 1; ; attempt++ {
+		st := r.state.Load()
 		err := r.readOnce(ctx, opts, fn)
 		if err == nil {
 			return nil
@@ -148,7 +151,6 @@ func (r *Router) Read(ctx context.Context, opts ReadOptions, fn func(pgx.Tx) err
 		if b == nil {
 			b = r.newRetrier()
 		}
-		st := r.state.Load()
 		if werr := r.waitAnyChange(ctx, st, b.next(err)); werr != nil {
 			return fmt.Errorf("%w (gave up: %w)", err, werr)
 		}
