@@ -186,6 +186,23 @@ func TestBuildHostsRolesByProbe(t *testing.T) {
 	require.Len(t, top.Conflicts, 2)
 }
 
+func TestBuildHostsRoleSurvivesAFailedProbe(t *testing.T) {
+	v := hostsView("a:1", "b:1")
+	ok := probeResult{addr: "a:1", at: t0, lsn: 500, timeline: 2}
+	probes := map[string]probeResult{
+		"a:1": {addr: "a:1", at: t0.Add(time.Second), err: errors.New("timeout"), lastOK: &ok},
+		"b:1": {addr: "b:1", at: t0.Add(time.Second), inRecovery: true, lsn: 500, walRecv: "streaming"},
+	}
+	top := buildTopology(buildInput{view: v, probes: probes, now: t0.Add(time.Second), probeTTL: 2 * time.Second})
+	require.Equal(t, Epoch{Leader: "a:1", Timeline: 2}, top.Epoch, "one failed probe does not end the tenure")
+	a, _ := top.Node("a:1")
+	require.NotEmpty(t, a.Problem)
+
+	// Failing for longer than the probe TTL does.
+	top = buildTopology(buildInput{view: v, probes: probes, now: t0.Add(3 * time.Second), probeTTL: 2 * time.Second})
+	require.True(t, top.Epoch.IsZero())
+}
+
 func TestEpochSameTenure(t *testing.T) {
 	a := Epoch{Leader: "n1", Revision: 5, Timeline: 2}
 	require.True(t, a.SameTenure(Epoch{Leader: "n1", Revision: 5, Timeline: 3}), "a promotion within the tenure")

@@ -95,9 +95,13 @@
 //
 // Planned switchovers. When /failover names a switchover, the router holds
 // new write acquisitions (up to Config.SwitchoverHold), lets in-flight
-// transactions finish, and releases the waiters to the new primary once its
-// leader key appears. A new leader still promoting refuses connections
-// ([ErrNotPrimary]); acquisitions retry it every Config.RetryInterval.
+// transactions finish, opens the named candidate's primary pool meanwhile
+// (as many connections as the current primary pool has; each is checked out
+// of recovery on its first use), and releases the waiters to the new primary
+// once its leader key appears. A new leader still promoting refuses writes
+// ([ErrNotPrimary]); acquisitions retry it every Config.RetryInterval. A
+// switchover that is refused (the request cleared) or takes longer than the
+// hold releases the waiters to whoever leads.
 //
 // Read-your-writes. Write returns the commit's WAL position (read with
 // pg_current_wal_insert_lsn() after COMMIT). A read given it

@@ -104,7 +104,15 @@ func (r *Router) probeLoop() {
 			}
 		}
 		for i, t := range targets {
-			r.in.probes[t.name] = results[i]
+			res := results[i]
+			if prev, ok := r.in.probes[t.name]; ok && res.err != nil {
+				if prev.err == nil {
+					res.lastOK = &prev
+				} else {
+					res.lastOK = prev.lastOK
+				}
+			}
+			r.in.probes[t.name] = res
 		}
 		r.in.rounds++
 		r.in.mu.Unlock()

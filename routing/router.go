@@ -376,7 +376,10 @@ func (r *Router) rebuild() {
 		}
 	}
 	for _, c := range t.Conflicts {
-		key := fmt.Sprintf("%s|%s|%d|%d", c.Node, c.Epoch.Leader, c.Epoch.Revision, c.Epoch.Timeline)
+		key := fmt.Sprintf("%s|%s|%d", c.Node, c.Epoch.Leader, c.Epoch.Revision)
+		if c.Epoch.Revision == 0 {
+			key += fmt.Sprintf("|%d", c.Epoch.Timeline)
+		}
 		if m.reported[key] {
 			continue
 		}

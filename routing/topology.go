@@ -256,6 +256,9 @@ type probeResult struct {
 	timeline   int64
 	walRecv    string
 	latency    time.Duration
+	// lastOK is the node's last successful probe, kept on a failed one: a
+	// role learnt by probing survives failures for a probe TTL.
+	lastOK *probeResult
 }
 
 // buildInput is everything buildTopology needs; it does no I/O and reads no
@@ -323,14 +326,22 @@ func buildTopology(in buildInput) *Topology {
 		var writable []int
 		for i := range t.Nodes {
 			n := &t.Nodes[i]
-			if !n.Probed {
-				n.Role = RoleUnknown
+			n.Role = RoleUnknown
+			p, ok := fresh[n.Name]
+			if ok && p.err != nil && p.lastOK != nil && p.lastOK.addr == n.Addr && in.now.Sub(p.lastOK.at) <= in.probeTTL {
+				// A failed probe does not end a role learnt a moment ago
+				// (the node serves no reads meanwhile: it has a Problem).
+				p, ok = *p.lastOK, true
+				if n.Timeline == 0 {
+					n.Timeline = p.timeline
+				}
+			}
+			if !ok || p.err != nil {
 				continue
 			}
-			if fresh[n.Name].inRecovery {
+			if p.inRecovery {
 				n.Role = RoleReplica
 			} else {
-				n.Role = RoleUnknown
 				writable = append(writable, i)
 			}
 		}
