@@ -384,6 +384,22 @@ func TestFromHostsWithAReplica(t *testing.T) {
 	}
 	got, _ := readPort(routing.ReadOptions{})
 	require.Equal(t, port(s), got, "reads go to the replica")
+	for crit, want := range map[routing.Criterion]int{routing.Primary: port(p), routing.PreferPrimary: port(p), routing.Standby: port(s), routing.PreferStandby: port(s)} {
+		c, err := r.Acquire(ctx, crit)
+		require.NoError(t, err, crit.String())
+		got, err := serverPort(ctx, c)
+		c.Release()
+		require.NoError(t, err)
+		require.Equal(t, want, got, crit.String())
+	}
+	for range 4 {
+		c, err := r.Any(ctx)
+		require.NoError(t, err)
+		got, err := serverPort(ctx, c)
+		c.Release()
+		require.NoError(t, err)
+		require.Contains(t, []int{port(p), port(s)}, got)
+	}
 	c, err := r.Replica(ctx, routing.ReadOptions{})
 	require.NoError(t, err)
 	_, err = c.Exec(ctx, "INSERT INTO t (pad) VALUES ('x')")
