@@ -45,6 +45,7 @@ const (
 	Processes
 )
 
+// String returns "in-process" or "processes".
 func (m Mode) String() string {
 	if m == Processes {
 		return "processes"

@@ -77,6 +77,13 @@ func TestKillPrimaryFailoverAndRewind(t *testing.T) {
 	require.Equal(t, q.Name, s.Name, "the restarted node does not take over")
 	waitRows(t, p, 20*time.Second, 1, 3)
 	require.True(t, logHas(t, p, "action done", "action=rewind"), "the diverged node was rewound (see %s)", p.LogFile())
+
+	// A clean restart of a replica process (SIGTERM: the node stops
+	// Postgres fast and revokes its lease) changes nothing for the primary.
+	require.NoError(t, p.Restart(ctx))
+	s, err = c.WaitStable(within(t, 60*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, q.Name, s.Name)
 	finish()
 }
 
