@@ -80,6 +80,9 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 	} else {
 		cluster = n.lastCluster
 	}
+	if reachable {
+		n.releaseIfFenced(ctx, cluster)
+	}
 	local := n.observe(ctx, cluster)
 	in := failover.Input{Cluster: cluster, DCSReachable: reachable, Config: n.dyn, Local: local, Now: n.clock.Now()}
 	var d failover.Decision
@@ -209,11 +212,6 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 	l.Role = n.role
 	l.StandbySignal = fileExists(n.pg.Config().DataDir, "standby.signal")
 	l.BackupLabel = fileExists(n.pg.Config().DataDir, "backup_label")
-	n.mu.Lock()
-	if n.fenced {
-		n.fenced = false
-	}
-	n.mu.Unlock()
 	n.observed = st
 	return l
 }
@@ -343,4 +341,25 @@ func (n *Node) checkUniqueName(ctx context.Context) error {
 		return fmt.Errorf("%w: there is already a node named %q running (its API answers at %s)", ErrRefused, n.cfg.Name, m.Data.APIURL)
 	}
 	return nil
+}
+
+// releaseIfFenced gives up a leader key this node still holds on its lease
+// after its fence fired (a renewal that got through just as the fence
+// stopped Postgres): the node no longer acts as leader, so the key must go
+// and let the others race, instead of being kept alive by the lease.
+func (n *Node) releaseIfFenced(ctx context.Context, c *dcs.Cluster) {
+	n.mu.Lock()
+	fenced, leading, lease := n.fenced, n.leading, n.lease.ID
+	n.mu.Unlock()
+	if !fenced || leading || c == nil || c.Leader == nil || c.Leader.Name != n.cfg.Name || c.Leader.Lease != lease {
+		return
+	}
+	if err := n.store.ReleaseLeader(ctx, nil); err != nil {
+		n.log.Warn("releasing the leader key held after the fence", "error", err)
+		return
+	}
+	n.log.Warn("released the leader key still held after the fence")
+	n.mu.Lock()
+	n.fenced = false
+	n.mu.Unlock()
 }

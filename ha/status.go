@@ -74,6 +74,10 @@ type Status struct {
 	MaximumLagOnFailover int64
 	// Taken is when the snapshot was taken (the end of a loop cycle).
 	Taken time.Time
+
+	// pgKnown: the Postgres facts come from a successful query of a
+	// running server; otherwise /patroni reports only state and role.
+	pgKnown bool
 }
 
 // pgTimeLayout is how Patroni prints Postgres timestamps in /patroni.
@@ -109,7 +113,7 @@ func (s *Status) patroniJSON() []byte {
 	if s.PendingRestart {
 		m["pending_restart"] = true
 	}
-	if s.State == "running" || s.State == "starting" || s.State == "restarting" {
+	if s.pgKnown && (s.State == "running" || s.State == "starting" || s.State == "restarting") {
 		if !s.PostmasterStartTime.IsZero() {
 			m["postmaster_start_time"] = s.PostmasterStartTime.Format(pgTimeLayout)
 		}
@@ -156,6 +160,7 @@ func (s *Status) applyPostgres(st pg.Status) {
 	s.Timeline = int64(st.Timeline)
 	s.InRecovery = st.Role != "" && st.Role != pg.RolePrimary
 	s.XLogLocation, s.ReceivedLocation, s.ReplayedLocation, s.ReplicationState = 0, 0, 0, ""
+	s.pgKnown = st.Running && st.Role != ""
 	if st.SystemID != 0 {
 		s.SystemID = strconv.FormatUint(st.SystemID, 10)
 	}

@@ -44,6 +44,8 @@ type Store struct {
 	// a TTL change (a failed move is retried by the next keepalive). Guarded
 	// by opMu.
 	moveFrom []int64
+	// leaseExpired: the last keepAliveLocked found the lease gone (opMu).
+	leaseExpired bool
 
 	cache *cache
 
@@ -336,6 +338,7 @@ func (s *Store) KeepAlive(ctx context.Context, ttl time.Duration) (dcs.Lease, er
 func (s *Store) keepAliveLocked(ctx context.Context, ttl int64) (dcs.Lease, error) {
 	var lease dcs.Lease
 	cur := s.lease.Load()
+	s.leaseExpired = false
 	if cur != 0 && s.leaseTTL.Load() == ttl {
 		rctx, cancel := s.rctx(ctx)
 		sent := time.Now()
@@ -347,6 +350,7 @@ func (s *Store) keepAliveLocked(ctx context.Context, ttl int64) (dcs.Lease, erro
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			s.log.Info("lease expired; granting a new one", "lease", leaseHex(cur))
 			s.lease.Store(0)
+			s.leaseExpired = true
 			cur = 0
 		default:
 			return dcs.Lease{}, s.fail(ctx, "keepalive", err)
@@ -571,6 +575,12 @@ func (s *Store) RefreshLeader(ctx context.Context) (dcs.Lease, error) {
 	lease, err := s.keepAliveLocked(ctx, s.currentTTL())
 	if err != nil {
 		return dcs.Lease{}, err
+	}
+	if s.leaseExpired {
+		// The tenure ended with the old lease: its leader key is gone and the
+		// caller's deadline has passed. Re-creating the key now would make a
+		// node that already fenced itself hold the lock without leading.
+		return dcs.Lease{}, fmt.Errorf("etcddcs: refresh leader: %w: %w: the lease expired", dcs.ErrNotLeader, dcs.ErrSessionExpired)
 	}
 	rctx, cancel := s.rctx(ctx)
 	defer cancel()

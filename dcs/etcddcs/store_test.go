@@ -186,11 +186,15 @@ func TestRefreshLeaderAfterLeaseLost(t *testing.T) {
 	_, err = b.AcquireLeader(ctx)
 	require.NoError(t, err)
 
-	// a's keepalive grants a new lease, but the key is b's: not the leader.
+	// a's lease expired: its tenure is over, whoever holds the key now.
+	_, err = a.RefreshLeader(ctx)
+	require.ErrorIs(t, err, dcs.ErrNotLeader)
+	require.ErrorIs(t, err, dcs.ErrSessionExpired)
+	require.ErrorIs(t, a.SetStatus(ctx, dcs.Status{Optime: 1}), dcs.ErrNotLeader)
+	// On its new lease it is still not the holder.
 	_, err = a.RefreshLeader(ctx)
 	require.ErrorIs(t, err, dcs.ErrNotLeader)
 	require.ErrorContains(t, err, `"b"`)
-	require.ErrorIs(t, a.SetStatus(ctx, dcs.Status{Optime: 1}), dcs.ErrNotLeader)
 
 	// b's guarded writes go through; a CAS conflict is not a lost fence.
 	_, err = b.SetSync(ctx, dcs.SyncState{Leader: "b"}, dcs.IfRevision(12345))

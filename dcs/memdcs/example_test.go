@@ -39,5 +39,5 @@ func Example() {
 	// Output:
 	// delete leader locked: false
 	// node2 acquired: true
-	// node1 refresh: dcs: not the leader: leader key holds "node2" on lease 5f81a215abe60002
+	// node1 refresh: dcs: not the leader: dcs: session expired: the lease expired
 }

@@ -231,9 +231,14 @@ func (c *Store) RefreshLeader(ctx context.Context) (dcs.Lease, error) {
 		return dcs.Lease{}, err
 	}
 	defer c.end()
+	_, alive := c.srv.leases[c.leaseID]
+	expired := c.leaseID != 0 && !alive
 	l, err := c.keepAliveLocked(sent, c.leaseTTL)
 	if err != nil {
 		return dcs.Lease{}, err
+	}
+	if expired {
+		return dcs.Lease{}, fmt.Errorf("%w: %w: the lease expired", dcs.ErrNotLeader, dcs.ErrSessionExpired)
 	}
 	key := c.path.Key(dcs.KeyLeader)
 	e, ok := c.srv.kvs[key]
