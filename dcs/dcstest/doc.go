@@ -8,7 +8,6 @@
 // Each subtest asks the factory for a fresh Harness: a new, empty cluster
 // (its own scope) on which it creates stores for as many nodes as it needs.
 //
-//
 // # What it checks
 //
 // CAS semantics of /config, /failover and /sync; that exactly one of several
