@@ -766,8 +766,23 @@ func sameShape(path string, want, got any) []string {
 		}
 	case []any:
 		g := got.([]any)
-		if len(w) > 0 && len(g) > 0 {
-			diffs = append(diffs, sameShape(path+"[0]", w[0], g[0])...)
+		if len(w) == 0 || len(g) == 0 {
+			break
+		}
+		// Members (of /cluster) are compared with a member of the same
+		// role; anything else by its first element.
+		for i, we := range w {
+			wm, ok := we.(map[string]any)
+			if !ok || wm["role"] == nil {
+				diffs = append(diffs, sameShape(path+"[0]", w[0], g[0])...)
+				break
+			}
+			for _, ge := range g {
+				if gm, ok := ge.(map[string]any); ok && gm["role"] == wm["role"] {
+					diffs = append(diffs, sameShape(fmt.Sprintf("%s[%d]", path, i), wm, gm)...)
+					break
+				}
+			}
 		}
 	}
 	return diffs
