@@ -243,11 +243,16 @@ func (n *Node) shutdown() {
 	n.endLeadership("shutdown")
 	var status *dcs.Status
 	if _, running := n.pg.Running(); running {
-		if err := n.pg.Stop(ctx, pg.StopFast); err != nil {
-			n.log.Error("stopping postgres on shutdown", "error", err)
-			if wasLeader {
+		if err := n.pg.Stop(ctx, pg.StopFast); err != nil && !errors.Is(err, pg.ErrNotRunning) {
+			n.log.Error("stopping postgres on shutdown; trying immediate", "error", err)
+			ictx, icancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err = n.pg.Stop(ictx, pg.StopImmediate)
+			icancel()
+			if _, still := n.pg.Running(); err != nil && still && wasLeader {
 				// Postgres may still accept writes: keep the key so nobody
-				// else promotes until the lease runs out.
+				// else promotes while this process can still say so; the
+				// lease runs out after we exit (see the package doc).
+				n.log.Error("postgres could not be stopped; keeping the leader key", "error", err)
 				return
 			}
 		}
