@@ -85,3 +85,29 @@ func TestRenderMatchesPatronictl(t *testing.T) {
 		}
 	}
 }
+
+// Multi-line cells (two tags) put a rule between every row, as
+// PrettyTable's hrules=ALL does.
+func TestRenderMultiLineTags(t *testing.T) {
+	c := dcs.BuildCluster([]dcs.KeyValue{
+		{Key: "leader", Value: []byte("a"), ModRevision: 2},
+		{Key: "members/a", ModRevision: 1, Value: []byte(`{"conn_url":"postgres://h1:5432/postgres","api_url":"http://h1:8008/patroni",` +
+			`"state":"running","role":"primary","version":"x","tags":{"clonefrom":true,"dc":"west"}}`)},
+		{Key: "members/b", ModRevision: 1, Value: []byte(`{"conn_url":"postgres://h2:5432/postgres","api_url":"http://h2:8008/patroni",` +
+			`"state":"running","role":"replica","version":"x"}`)},
+	}, 2)
+	var b bytes.Buffer
+	RenderList(&b, c, "x", ListOptions{})
+	require.Equal(t, `+ Cluster: x ---+---------+---------+----+-----------+-----------------+
+| Member | Host | Role    | State   | TL | Lag in MB | Tags            |
++--------+------+---------+---------+----+-----------+-----------------+
+| a      | h1   | Leader  | running |    |           | clonefrom: true |
+|        |      |         |         |    |           | dc: west        |
++--------+------+---------+---------+----+-----------+-----------------+
+| b      | h2   | Replica | running |    |   unknown |                 |
++--------+------+---------+---------+----+-----------+-----------------+
+`, b.String())
+	b.Reset()
+	RenderList(&b, c, "x", ListOptions{Format: "tsv"})
+	require.Contains(t, b.String(), "\t{clonefrom: true, dc: west}\n")
+}
