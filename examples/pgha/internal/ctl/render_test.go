@@ -111,3 +111,11 @@ func TestRenderMultiLineTags(t *testing.T) {
 	RenderList(&b, c, "x", ListOptions{Format: "tsv"})
 	require.Contains(t, b.String(), "\t{clonefrom: true, dc: west}\n")
 }
+
+// unifiedDiff prints what Python's difflib.unified_diff prints.
+func TestUnifiedDiff(t *testing.T) {
+	a := "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\n"
+	b := "a\nx\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\n"
+	require.Equal(t, "--- \n+++ \n@@ -1,5 +1,5 @@\n a\n-b\n+x\n c\n d\n e\n@@ -9,3 +9,4 @@\n i\n j\n k\n+l\n", unifiedDiff(a, b))
+	require.Equal(t, "--- \n+++ \n@@ -1,2 +1 @@\n a\n-b\n", unifiedDiff("a\nb\n", "a\n"))
+}
