@@ -54,6 +54,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(mainRunner{m}) }
 // pghaBinary builds the binary (once) and returns its path.
 func pghaBinary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the pgha binary; skipped under -short")
+	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "pgha-bin-")
 		if buildErr != nil {
