@@ -11,7 +11,6 @@ import (
 
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/dcs/etcddcs"
-	"github.com/pgha/pgha/internal/etcdtest"
 	"github.com/pgha/pgha/internal/freeport"
 )
 
@@ -22,9 +21,7 @@ import (
 // directly, with api_urls nobody listens on.
 func TestCLIFallsBackToTheDCS(t *testing.T) {
 	t.Parallel()
-	e, err := etcdtest.Start("pgha-fallback")
-	require.NoError(t, err)
-	t.Cleanup(e.Stop)
+	e := startEtcd(t, "pgha-fallback")
 	ctx := context.Background()
 	path := dcs.Path{Scope: "shop"}
 	stores := map[string]*etcddcs.Store{}
@@ -42,7 +39,7 @@ func TestCLIFallsBackToTheDCS(t *testing.T) {
 		}))
 	}
 	require.NoError(t, stores["node1"].InitializeRace(ctx, "7000000000000000001"))
-	_, err = stores["node1"].SetConfig(ctx, map[string]any{"ttl": 30, "loop_wait": 10, "retry_timeout": 10}, dcs.IfAbsent())
+	_, err := stores["node1"].SetConfig(ctx, map[string]any{"ttl": 30, "loop_wait": 10, "retry_timeout": 10}, dcs.IfAbsent())
 	require.NoError(t, err)
 	_, err = stores["node1"].AcquireLeader(ctx)
 	require.NoError(t, err)

@@ -16,7 +16,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pgha/pgha/examples/pgha/internal/config"
-	"github.com/pgha/pgha/internal/etcdtest"
 	"github.com/pgha/pgha/internal/freeport"
 	"github.com/pgha/pgha/internal/pgtest"
 )
@@ -31,9 +30,7 @@ func TestGuideConfigStartsANode(t *testing.T) {
 	t.Parallel()
 	bin := pgtest.BinDir(t)
 	pghaBinary(t)
-	e, err := etcdtest.Start("pgha-guide")
-	require.NoError(t, err)
-	t.Cleanup(e.Stop)
+	e := startEtcd(t, "pgha-guide")
 	raw, err := os.ReadFile("testdata/guide_patroni.yml")
 	require.NoError(t, err)
 	dir := pgtest.Dir(t)

@@ -225,9 +225,7 @@ type tcluster struct {
 func newCluster(t *testing.T, n int) *tcluster {
 	bin := pgtest.BinDir(t)
 	pghaBinary(t)
-	e, err := etcdtest.Start("pgha-examples")
-	require.NoError(t, err)
-	t.Cleanup(e.Stop)
+	e := startEtcd(t, "pgha-examples")
 	c := &tcluster{t: t, etcd: e, dir: pgtest.Dir(t), bin: bin}
 	for i := 1; i <= n; i++ {
 		c.nodes = append(c.nodes, c.writeNode(i))
@@ -523,4 +521,22 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// startEtcd starts an embedded etcd, retrying when a port that was free a
+// moment ago has been taken meanwhile (other tests on this machine open
+// connections from the same port range).
+func startEtcd(t *testing.T, name string) *etcdtest.Etcd {
+	t.Helper()
+	var err error
+	for range 5 {
+		var e *etcdtest.Etcd
+		if e, err = etcdtest.Start(name); err == nil {
+			t.Cleanup(e.Stop)
+			return e
+		}
+		t.Logf("embedded etcd: %v; retrying", err)
+	}
+	t.Fatalf("embedded etcd: %v", err)
+	return nil
 }
