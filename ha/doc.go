@@ -44,14 +44,15 @@
 // start, promote, ...). Run returns when ctx ends or when the node refuses
 // to act, and only after every one of those goroutines has exited. On the
 // way out, under a fresh context bounded by the TTL (at least 10s), it stops
-// Postgres with a fast shutdown, releases the leader key if it holds it,
+// Postgres with a fast shutdown (an immediate one if that fails), releases
+// the leader key if it holds it,
 // with the shutdown checkpoint's position in /status so another member can
 // take over at once without losing anything, and revokes its lease, which
-// removes its member key. If Postgres cannot be stopped, a leader keeps the
-// key rather than invite a promotion while its Postgres may still accept
-// writes; but once the lease runs out another member can be promoted, and
-// nothing fences that Postgres after Run has returned (Run does not report
-// the failure yet). Hooks.OnStoppedLeading is called once
+// removes its member key. If Postgres cannot be stopped at all, a leader
+// keeps the key rather than invite a promotion while its Postgres may still
+// accept writes; but once the lease runs out another member can be
+// promoted, and nothing fences that Postgres after Run has returned (Run
+// only logs this failure for now). Hooks.OnStoppedLeading is called once
 // when Run returns, whether or not the node led. A Node may be run again
 // after Run returned; two concurrent Runs are refused with [ErrRunning].
 //

@@ -718,6 +718,21 @@ func TestStartingMemberDoesNotBlockFailover(t *testing.T) {
 	})
 }
 
+// A member whose Postgres is starting answers GET /patroni as Patroni does
+// when its status query fails: state and role, no xlog (a stale
+// xlog.location makes Patroni-compatible peers see a running primary).
+func TestStartingMemberReportsNoPosition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newFakeCluster(t, names3, nil).start()
+		slow := c.others(c.waitStable(time.Minute))[0]
+		slow.inst.DelayNext(fakepg.OpStart, 10*time.Minute)
+		slow.inst.Crash()
+		c.waitFor(time.Minute, slow.name+" starting", func() bool { return slow.node.Status().State == failover.StateStarting })
+		_, body := call(slow.node.Handler(), http.MethodGet, "/patroni")
+		require.NotContains(t, string(body), `"xlog"`, "%s", body)
+	})
+}
+
 // --- lifecycle -------------------------------------------------------------------
 
 func TestRunLifecycle(t *testing.T) {
@@ -778,6 +793,20 @@ func TestRunLifecycle(t *testing.T) {
 		c.stopAll()
 		synctest.Wait()
 		require.Empty(t, haGoroutines())
+	})
+}
+
+// When the fast stop fails on shutdown (here its signal), Run escalates to
+// an immediate stop rather than return leaving a writable primary that
+// nothing fences once its lease runs out.
+func TestShutdownWithFailedStopLeavesNoWritablePrimary(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newFakeCluster(t, names3, nil).start()
+		l := c.waitStable(time.Minute)
+		l.inst.FailNext(fakepg.OpStop, fmt.Errorf("kill: operation not permitted"))
+		_ = c.stop(l)
+		time.Sleep(2 * time.Minute)
+		require.LessOrEqual(t, c.world.MaxWritable(), 1, "Run returned with Postgres still a writable primary, and its lease ran out:%s", eventsString(c.world.Events()))
 	})
 }
 
