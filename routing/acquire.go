@@ -334,7 +334,9 @@ func (r *Router) waitReplay(ctx context.Context, c *pgxpool.Conn, lsn LSN, deadl
 
 // retrier yields the waits between retries: exponential from
 // RetryInterval to MaxRetryInterval with ±50% jitter; a node in recovery
-// (a leader still promoting) is retried at RetryInterval without growth.
+// (a leader still promoting) is retried at a quarter of RetryInterval
+// without growth, since promotion ends any moment and the check is one
+// query.
 type retrier struct {
 	r *Router
 	b *backoff.ExponentialBackOff
@@ -359,7 +361,7 @@ func (r *Router) newRetrier() *retrier {
 }
 
 func (t *retrier) next(err error) time.Duration {
-	d := t.r.cfg.RetryInterval
+	d := max(t.r.cfg.RetryInterval/4, time.Millisecond)
 	if !errors.Is(err, ErrNotPrimary) {
 		if d = t.b.NextBackOff(); d == backoff.Stop {
 			d = t.r.cfg.MaxRetryInterval

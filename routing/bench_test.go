@@ -322,13 +322,22 @@ func BenchmarkLeaderChangeToWrite(b *testing.B) {
 // retries inside Write are not failures), the ambiguous commits among them,
 // the time from the leader key change (seen by an independent etcd watch)
 // to the first write committed on the new primary, the time from the new
-// primary accepting writes (polled directly every 2 ms) to that write, and
-// the longest Write call (the application's write outage).
+// primary accepting writes (polled directly every 2 ms) to that write, the
+// times from the key change to the router seeing it and to the new primary
+// accepting writes (its promotion), and the longest Write call (the
+// application's write outage).
 func BenchmarkSwitchover(b *testing.B) {
 	c := startHACluster(b, 3, nil)
 	p := c.waitStable(120*time.Second, nil)
 	ctx := context.Background()
-	r, err := routing.New(ctx, routing.Config{Source: routing.FromDCS(c.reader()), ConnString: baseConnString})
+	var seenMu sync.Mutex
+	seen := map[string]time.Time{}
+	r, err := routing.New(ctx, routing.Config{Source: routing.FromDCS(c.reader()), ConnString: baseConnString,
+		Hooks: routing.Hooks{OnLeaderChange: func(_, e routing.Epoch) {
+			seenMu.Lock()
+			seen[e.Leader] = time.Now()
+			seenMu.Unlock()
+		}}})
 	require.NoError(b, err)
 	defer r.Close()
 	waitTopology(b, r, "primary", func(top *routing.Topology) bool { pn, ok := top.Primary(); return ok && pn.Name == p.name })
@@ -407,7 +416,7 @@ func BenchmarkSwitchover(b *testing.B) {
 		})
 	}
 
-	var fromKey, fromWritable []time.Duration
+	var fromKey, fromWritable, keyToSeen, keyToWritable []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		var cand *haNode
@@ -459,6 +468,10 @@ func BenchmarkSwitchover(b *testing.B) {
 		keyMu.Unlock()
 		fromKey = append(fromKey, first.Sub(kAt))
 		fromWritable = append(fromWritable, first.Sub(wAt))
+		keyToWritable = append(keyToWritable, wAt.Sub(kAt))
+		seenMu.Lock()
+		keyToSeen = append(keyToSeen, seen[cand.name].Sub(kAt))
+		seenMu.Unlock()
 		p = c.waitStable(120*time.Second, nil)
 	}
 	b.StopTimer()
@@ -468,6 +481,8 @@ func BenchmarkSwitchover(b *testing.B) {
 	b.ReportMetric(float64(ambig)/float64(b.N), "ambiguous/switchover")
 	b.ReportMetric(ms(percentile(fromKey, 0.5)), "ms-key-to-write")
 	b.ReportMetric(ms(percentile(fromWritable, 0.5)), "ms-writable-to-write")
+	b.ReportMetric(ms(percentile(keyToWritable, 0.5)), "ms-key-to-writable")
+	b.ReportMetric(ms(percentile(keyToSeen, 0.5)), "ms-key-to-router")
 	b.ReportMetric(ms(longest), "ms-longest-write")
 	b.ReportMetric(float64(attempts.Load()), "writes")
 	b.ReportMetric(0, "ns/op")

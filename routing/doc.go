@@ -99,7 +99,7 @@
 // (as many connections as the current primary pool has; each is checked out
 // of recovery on its first use), and releases the waiters to the new primary
 // once its leader key appears. A new leader still promoting refuses writes
-// ([ErrNotPrimary]); acquisitions retry it every Config.RetryInterval. A
+// ([ErrNotPrimary]); acquisitions retry it every quarter of Config.RetryInterval. A
 // switchover that is refused (the request cleared) or takes longer than the
 // hold releases the waiters to whoever leads.
 //
