@@ -1007,4 +1007,3 @@ func TestRESTHandler(t *testing.T) {
 		c.srv.Heal(l.name)
 	})
 }
-
