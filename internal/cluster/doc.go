@@ -43,6 +43,9 @@
 // node's pg_is_in_recovery() in rounds and writes through each node that
 // answers false; from the acknowledged writes alone it reports any witnessed
 // instant with two writable primaries (see [Checker] and [CheckHistory]).
+// With [Options].Trace every node logs the duration of each DCS, Postgres and
+// peer-probe call, each DCS watch event and each decision, which is how the
+// figures of the benchfailover program are explained.
 //
 // # Lifecycle
 //
