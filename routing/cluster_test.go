@@ -141,7 +141,8 @@ func (l *leaderLog) leader() string {
 // etcd, real PostgreSQL, ha.Node): reads within the lag bound and never on
 // the noloadbalance member, read-your-writes on a lagging replica, an
 // ambiguous commit, and a switchover and a failover followed under a write
-// loop with no write reaching the old primary after the change was seen.
+// loop with no write reaching the old primary after the change was seen. A
+// second router follows the same cluster with FromHosts (probes only).
 func TestHACluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real etcd, PostgreSQL and ha nodes")
@@ -173,13 +174,33 @@ func TestHACluster(t *testing.T) {
 	})
 	require.NoError(t, err)
 
-	readOn := func(opts routing.ReadOptions, want string) (string, int) {
+	// The same cluster through FromHosts: the probes decide the roles.
+	var addrs []string
+	addrName := map[string]string{}
+	for _, n := range c.nodes {
+		a := hostAddr(n.inst)
+		addrs = append(addrs, a)
+		addrName[a] = n.name
+	}
+	hr, err := routing.New(ctx, routing.Config{
+		Source: routing.FromHosts(addrs...), ConnString: baseConnString, MaxLag: 256 << 10,
+		ProbeInterval: 50 * time.Millisecond, Logger: pgtest.Logger(t, "hosts router"),
+	})
+	require.NoError(t, err)
+	defer hr.Close()
+	hostsPrimary := func(name string) func(*routing.Topology) bool {
+		return func(top *routing.Topology) bool { p, ok := top.Primary(); return ok && addrName[p.Name] == name }
+	}
+	waitTopology(t, hr, "hosts: primary "+p1.name, hostsPrimary(p1.name))
+
+	readVia := func(r *routing.Router, opts routing.ReadOptions, want string) (string, int) {
 		var port, n int
 		require.NoError(t, r.Read(ctx, opts, func(tx pgx.Tx) error {
 			return tx.QueryRow(ctx, "SELECT inet_server_port(), (SELECT count(*) FROM w WHERE v = $1)", want).Scan(&port, &n)
 		}))
 		return ports[port], n
 	}
+	readOn := func(opts routing.ReadOptions, want string) (string, int) { return readVia(r, opts, want) }
 
 	t.Run("ReadsAndLagBound", func(t *testing.T) {
 		var replicas []string
@@ -196,6 +217,27 @@ func TestHACluster(t *testing.T) {
 				require.Contains(t, replicas, on)
 			}
 		}
+		// FromHosts: criteria, and replica connections are read-only.
+		waitTopology(t, hr, "hosts: two replicas", func(top *routing.Topology) bool { return len(top.Replicas(256<<10)) == 2 })
+		for crit, wantPrimary := range map[routing.Criterion]bool{routing.Primary: true, routing.PreferPrimary: true, routing.Standby: false, routing.PreferStandby: false} {
+			conn, err := hr.Acquire(ctx, crit)
+			require.NoError(t, err, crit.String())
+			got, err := serverPort(ctx, conn)
+			require.NoError(t, err)
+			if crit == routing.Standby {
+				_, err = conn.Exec(ctx, "INSERT INTO w (v) VALUES ('nope')")
+				require.Error(t, err, "a replica connection is read-only")
+			}
+			conn.Release()
+			require.Equal(t, wantPrimary, ports[got] == p1.name, crit.String())
+		}
+		for range 4 {
+			conn, err := hr.Any(ctx)
+			require.NoError(t, err)
+			_, err = serverPort(ctx, conn)
+			conn.Release()
+			require.NoError(t, err)
+		}
 		// Pause replay everywhere and write past the bound: reads go to
 		// the primary only.
 		for _, n := range c.nodes {
@@ -208,31 +250,41 @@ func TestHACluster(t *testing.T) {
 			return err
 		})
 		require.NoError(t, err)
-		waitTopology(t, r, "replicas beyond the bound", func(top *routing.Topology) bool { return len(top.Replicas(256<<10)) == 0 })
-		for range 20 {
-			on, _ := readOn(routing.ReadOptions{}, "")
-			require.Equal(t, p1.name, on, "no replica beyond the lag bound")
+		for _, rr := range []*routing.Router{r, hr} {
+			waitTopology(t, rr, "replicas beyond the bound", func(top *routing.Topology) bool { return len(top.Replicas(256<<10)) == 0 })
+			for range 20 {
+				on, _ := readVia(rr, routing.ReadOptions{}, "")
+				require.Equal(t, p1.name, on, "no replica beyond the lag bound")
+			}
 		}
+		short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+		_, err = hr.Replica(short, routing.ReadOptions{Fallback: routing.FallbackNone})
+		cancelShort()
+		require.ErrorIs(t, err, routing.ErrNoNode)
 		// Read-your-writes on a lagging replica: with no lag bound the
 		// replicas are eligible, but none has replayed the token.
-		for range 5 {
-			on, n := readOn(routing.ReadOptions{After: tok, MaxLag: -1, Wait: 50 * time.Millisecond}, "bulk")
-			require.Equal(t, 600, n, "read-your-writes served by %s", on)
-			require.Equal(t, p1.name, on)
+		for _, rr := range []*routing.Router{r, hr} {
+			for range 5 {
+				on, n := readVia(rr, routing.ReadOptions{After: tok, MaxLag: -1, Wait: 50 * time.Millisecond}, "bulk")
+				require.Equal(t, 600, n, "read-your-writes served by %s", on)
+				require.Equal(t, p1.name, on)
+			}
 		}
 		for _, n := range c.nodes {
 			if n != p1 {
 				execOn(t, n.inst, "SELECT pg_wal_replay_resume()")
 			}
 		}
-		pgtest.Eventually(t, 30*time.Second, func() error {
-			on, n := readOn(routing.ReadOptions{After: tok}, "bulk")
-			require.Equal(t, 600, n, "read-your-writes served by %s", on)
-			if on == p1.name {
-				return fmt.Errorf("still served by the primary")
-			}
-			return nil
-		})
+		for _, rr := range []*routing.Router{r, hr} {
+			pgtest.Eventually(t, 30*time.Second, func() error {
+				on, n := readVia(rr, routing.ReadOptions{After: tok}, "bulk")
+				require.Equal(t, 600, n, "read-your-writes served by %s", on)
+				if on == p1.name {
+					return fmt.Errorf("still served by the primary")
+				}
+				return nil
+			})
+		}
 	})
 
 	t.Run("AmbiguousCommit", func(t *testing.T) {
@@ -327,6 +379,7 @@ func TestHACluster(t *testing.T) {
 		})
 		require.Equal(t, cand.name, p2.name)
 		require.Positive(t, r.Stats().HeldAcquisitions)
+		waitTopology(t, hr, "hosts: primary "+p2.name, hostsPrimary(p2.name))
 	})
 	if p2 == nil {
 		return
@@ -334,7 +387,9 @@ func TestHACluster(t *testing.T) {
 	c.waitStable(120*time.Second, nil)
 
 	t.Run("FailoverFollowed", func(t *testing.T) {
-		followed(t, p2, func() { p2.proxy.Pause() })
+		p3 := followed(t, p2, func() { p2.proxy.Pause() })
 		p2.proxy.Resume()
+		waitTopology(t, hr, "hosts: primary "+p3.name, hostsPrimary(p3.name))
+		require.Zero(t, hr.Stats().Conflicts, "never two writable hosts on one timeline")
 	})
 }
