@@ -293,7 +293,7 @@ func (n *Node) setRole(role string) {
 	}
 	n.role = role
 	if h := n.cfg.Hooks.OnRoleChange; h != nil {
-		go h(role)
+		n.hook(func() { h(role) })
 	}
 }
 
@@ -377,7 +377,7 @@ func (n *Node) promote(ctx context.Context, d failover.Decision) error {
 	}
 	n.historyDue.Store(true)
 	if h := n.cfg.Hooks.OnStartedLeading; h != nil {
-		go h(lctx)
+		n.wg.Go(func() { h(lctx) })
 	}
 	return nil
 }
@@ -399,7 +399,7 @@ func (n *Node) leaderRoutine(ctx context.Context, l failover.Local) {
 	n.mu.Unlock()
 	if needCtx {
 		if h := n.cfg.Hooks.OnStartedLeading; h != nil {
-			go h(lctx)
+			n.wg.Go(func() { h(lctx) })
 		}
 	}
 	n.setRole(dcs.RolePrimary)

@@ -31,7 +31,16 @@ func (n *Node) keepLease(ctx context.Context) {
 		var lease dcs.Lease
 		var err error
 		if leading {
-			lease, err = n.store.RefreshLeader(rctx)
+			n.leaderOpMu.Lock()
+			n.mu.Lock()
+			leading = n.leading
+			n.mu.Unlock()
+			if leading {
+				lease, err = n.store.RefreshLeader(rctx)
+			} else {
+				lease, err = n.store.KeepAlive(rctx, tm.ttl)
+			}
+			n.leaderOpMu.Unlock()
 		} else {
 			lease, err = n.store.KeepAlive(rctx, tm.ttl)
 		}
@@ -107,6 +116,17 @@ func (n *Node) isLeading() bool {
 // endLeadership forgets leadership: stops the fence timer and cancels the
 // leadership context handed to hooks.
 func (n *Node) endLeadership(why string) {
+	// Wait for a renewal in flight: once leading is false no RefreshLeader
+	// runs, so none can re-create a key the caller is about to release.
+	n.leaderOpMu.Lock()
+	defer n.leaderOpMu.Unlock()
+	n.dropLeadership(why)
+}
+
+// dropLeadership is endLeadership without waiting for a renewal in flight,
+// for the fencer, which must never wait. A key such a renewal might still
+// re-create is released by releaseIfFenced.
+func (n *Node) dropLeadership(why string) {
 	n.mu.Lock()
 	was := n.leading
 	n.leading = false
@@ -124,7 +144,7 @@ func (n *Node) endLeadership(why string) {
 	if was {
 		n.log.Info("leadership ended", "reason", why)
 		if h := n.cfg.Hooks.OnStoppedLeading; h != nil && why != "shutdown" {
-			go h()
+			n.hook(func() { h() })
 		}
 	}
 }
@@ -152,7 +172,7 @@ func (n *Node) fencer(ctx context.Context) {
 			if !was {
 				continue
 			}
-			n.endLeadership(why)
+			n.dropLeadership(why)
 			n.mu.Lock()
 			n.fenced = true
 			n.mu.Unlock()

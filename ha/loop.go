@@ -109,7 +109,8 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 		n.log.Debug(d.Reason)
 	}
 	if h := n.cfg.Hooks.OnDecision; h != nil {
-		go h(d.String())
+		line := d.String()
+		n.hook(func() { h(line) })
 	}
 	n.execute(ctx, d, cluster, in.Local)
 	n.publishMember(ctx)

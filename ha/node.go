@@ -60,6 +60,14 @@ type Node struct {
 	metricsHandler http.Handler
 	running        atomic.Bool
 
+	// leaderOpMu is held by a RefreshLeader in flight and by endLeadership,
+	// so leadership never ends while a renewal could re-create the key.
+	leaderOpMu sync.Mutex
+	// hooks: an ordered queue of hook calls run by one goroutine of Run.
+	hookMu   sync.Mutex
+	hookQ    []func()
+	hookWake chan struct{}
+
 	// lease state, guarded by mu
 	mu           sync.Mutex
 	tm           timing
@@ -124,6 +132,7 @@ func New(cfg Config) (*Node, error) {
 		renewCh:   make(chan struct{}, 1),
 		fenceCh:   make(chan string, 1),
 		ops:       make(chan opRequest),
+		hookWake:  make(chan struct{}, 1),
 		asyncDone: make(chan asyncResult, 1),
 		dyn:       dcs.ParseDynamicConfig(cfg.bootstrapDCS()),
 	}
@@ -220,12 +229,24 @@ func (n *Node) Run(ctx context.Context) error {
 	n.wg.Go(func() { n.keepLease(ctx) })
 	n.wg.Go(func() { n.fencer(ctx) })
 	n.wg.Go(func() { n.watchPostgres(ctx) })
+	hooksCtx, stopHooks := context.WithCancel(context.Background())
+	hooksDone := make(chan struct{})
+	go func() { defer close(hooksDone); n.runHooks(hooksCtx) }()
 
 	err := n.loop(ctx)
 	cancel()
 	n.cancelAsync()
+	// Leader-only work handed to OnStartedLeading must stop before Postgres
+	// is stopped and the key released; Run waits for it below.
+	n.mu.Lock()
+	if n.leaderCancel != nil {
+		n.leaderCancel()
+	}
+	n.mu.Unlock()
 	n.wg.Wait()
 	n.shutdown()
+	stopHooks()
+	<-hooksDone
 	if h := n.cfg.Hooks.OnStoppedLeading; h != nil {
 		h()
 	}
@@ -282,6 +303,9 @@ func (n *Node) watchDCS(ctx context.Context) {
 			n.sleep(ctx, 200*time.Millisecond)
 			continue
 		}
+		// Changes between the loop's last snapshot and this watch's start
+		// are not delivered: look again now.
+		n.poke(n.wake)
 		for ev := range ch {
 			switch {
 			case ev.Type == dcs.EventReset, ev.Key == dcs.KeyLeader, ev.Key == dcs.KeyFailover,
@@ -323,4 +347,42 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) {
 // the first); read-only.
 func (n *Node) lastClusterSnapshot() *dcs.Cluster {
 	return n.lastSnap.Load()
+}
+
+// hook queues a hook call; one goroutine runs them in order (so role changes
+// are reported in the order they happened), and Run waits for it.
+func (n *Node) hook(f func()) {
+	n.hookMu.Lock()
+	n.hookQ = append(n.hookQ, f)
+	n.hookMu.Unlock()
+	n.poke(n.hookWake)
+}
+
+// runHooks calls queued hooks in order until ctx ends, then drains the
+// queue.
+func (n *Node) runHooks(ctx context.Context) {
+	for {
+		n.hookMu.Lock()
+		q := n.hookQ
+		n.hookQ = nil
+		n.hookMu.Unlock()
+		for _, f := range q {
+			f()
+		}
+		if len(q) > 0 {
+			continue
+		}
+		select {
+		case <-n.hookWake:
+		case <-ctx.Done():
+			n.hookMu.Lock()
+			q := n.hookQ
+			n.hookQ = nil
+			n.hookMu.Unlock()
+			for _, f := range q {
+				f()
+			}
+			return
+		}
+	}
 }

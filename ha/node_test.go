@@ -1007,3 +1007,91 @@ func TestRESTHandler(t *testing.T) {
 		c.srv.Heal(l.name)
 	})
 }
+
+// Run owns every goroutine it starts, hooks included: a leader-scoped job
+// started by OnStartedLeading has finished its clean-up when Run returns.
+func TestRunWaitsForHooks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		finished := map[string]bool{}
+		c := newFakeCluster(t, names3, func(cfg *ha.Config) {
+			name := cfg.Name
+			cfg.Hooks.OnStartedLeading = func(ctx context.Context) {
+				<-ctx.Done()
+				time.Sleep(time.Second) // clean-up
+				mu.Lock()
+				finished[name] = true
+				mu.Unlock()
+			}
+		}).start()
+		l := c.waitStable(time.Minute)
+		synctest.Wait()
+		require.NoError(t, c.stop(l))
+		mu.Lock()
+		done := finished[l.name]
+		mu.Unlock()
+		if !done {
+			t.Error("Run returned before the OnStartedLeading goroutine it started had finished")
+		}
+		c.stopAll()
+		time.Sleep(time.Minute) // let leftover hooks end, so the bubble can
+	})
+}
+
+// A promotion that fails is given up: the member releases the key and backs
+// off for a TTL (Patroni's pre_promote failure), others may race meanwhile,
+// and the cluster gets a leader once a promotion succeeds. Fails now and
+// then: the lease keeper's RefreshLeader, in flight while the loop releases
+// the key, re-creates it (as the Store contract says it does for an absent
+// key), and the releasing node then holds a key it does not act on, kept
+// alive by its KeepAlive: no leader ever again. A short renew interval
+// makes the race likelier.
+func TestFailedPromotionsAreRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newFakeCluster(t, names3, func(cfg *ha.Config) { cfg.RenewInterval = 5 * time.Millisecond }).start()
+		old := c.waitStable(time.Minute)
+		rest := c.others(old)
+		for _, o := range rest {
+			o.inst.FailNext(fakepg.OpPromote, fmt.Errorf("pg_promote: could not signal the postmaster"))
+		}
+		cut := len(c.world.Events())
+		require.NoError(t, c.stop(old))
+		var next *fnode
+		c.waitFor(2*time.Minute, "a member promoted", func() bool {
+			for _, o := range rest {
+				if o.inst.Writable() {
+					next = o
+					return true
+				}
+			}
+			return false
+		})
+		evs := c.world.Events()[cut:]
+		require.Equal(t, 3, rest[0].inst.Calls(fakepg.OpPromote)+rest[1].inst.Calls(fakepg.OpPromote),
+			"each failed once, then one succeeded:%s", eventsString(evs))
+		c.waitLeaderIs(time.Minute, next)
+		c.requireNoSplitBrain()
+	})
+}
+
+// OnRoleChange reports the role changes in the order they happened, so the
+// last role a hook saw is the node's role. Each call runs in its own
+// goroutine today, so "demoted" can arrive after "replica".
+func TestRoleChangesReportedInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &hookLog{roles: map[string][]string{}, started: map[string][]context.Context{}, stopped: map[string]int{}}
+		c := newFakeCluster(t, names3, h.install).start()
+		l := c.waitStable(time.Minute)
+		for range 10 {
+			cand := c.others(l)[0]
+			require.NoError(t, l.node.Switchover(context.Background(), cand.name, time.Time{}))
+			c.waitLeaderIs(time.Minute, cand)
+			synctest.Wait()
+			for _, n := range c.nodes {
+				roles, _, _ := h.get(n.name)
+				require.Equal(t, n.node.Status().Role, roles[len(roles)-1], "%s: last role reported (of %v)", n.name, roles)
+			}
+			l = cand
+		}
+	})
+}
