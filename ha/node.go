@@ -184,7 +184,7 @@ func (n *Node) liveStatus() *Status {
 		}
 		return &c
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ProbeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), max(n.cfg.ProbeTimeout, 2*time.Second))
 	defer cancel()
 	st, err := n.pg.Status(ctx)
 	if err != nil || st.Role == "" {

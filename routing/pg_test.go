@@ -288,8 +288,14 @@ func TestPostgresBehindMemDCS(t *testing.T) {
 		_, err := f.nodes["a"].SetFailover(ctx, dcs.Failover{Leader: "a", Candidate: "b"}, dcs.Unconditional)
 		require.NoError(t, err)
 		waitTopology(t, r, "holding", func(top *routing.Topology) bool { return top.Holding })
-		// In-flight transactions finish; then nothing more reaches a.
-		time.Sleep(100 * time.Millisecond)
+		// In-flight transactions finish, and every writer waits on the
+		// hold; then nothing more reaches a.
+		pgtest.Eventually(t, 20*time.Second, func() error {
+			if h := r.Stats().HeldAcquisitions; h < 4 {
+				return fmt.Errorf("%d writers held", h)
+			}
+			return nil
+		})
 		onA := countOn(t, a, "SELECT count(*) FROM t")
 		time.Sleep(200 * time.Millisecond)
 		require.Equal(t, onA, countOn(t, a, "SELECT count(*) FROM t"), "writes held during the switchover")

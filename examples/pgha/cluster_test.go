@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -306,8 +307,19 @@ func TestCluster(t *testing.T) {
 			return nil
 		})
 		w := startWriter(t, hp.write)
+		// The same writes straight to whichever node accepts them (libpq
+		// multi-host, target_session_attrs=read-write): pgha's own share of
+		// the outage, without HAProxy's health-check delays.
+		var hosts, ports []string
+		for _, n := range c.nodes {
+			hosts, ports = append(hosts, "127.0.0.1"), append(ports, strconv.Itoa(n.pgPort))
+		}
+		direct := startWriterDSN(t, fmt.Sprintf("host=%s port=%s user=postgres password=%s dbname=postgres sslmode=disable "+
+			"connect_timeout=2 target_session_attrs=read-write", strings.Join(hosts, ","), strings.Join(ports, ","), suPassword))
 		time.Sleep(time.Second)
+		swStart := time.Now()
 		r := pgha(t, "", "-c", cfg, "switchover", "--force")
+		swTook := time.Since(swStart)
 		require.Equal(t, 0, r.code, r)
 		assert.Contains(t, r.stdout, "Successfully switched over to")
 		newLeader := c.waitStable(time.Minute, leader.name)
@@ -326,6 +338,9 @@ func TestCluster(t *testing.T) {
 			return err
 		})
 		rep := w.stop()
+		drep := direct.stop()
+		t.Logf("pgha switchover --force returned after %s; writes straight to the primary (multi-host, read-write) failed for %s "+
+			"(%d ok, %d failed)", swTook.Round(time.Millisecond), drep.outage.Round(time.Millisecond), drep.ok, drep.failed)
 		t.Logf("writes through HAProxy (guide config: check inter 2s, fall 3, rise 2) during the switchover %s -> %s: "+
 			"%d ok, %d failed; they failed for %s (first failure %s, first success after the last failure %s)",
 			leader.name, newLeader.name, rep.ok, rep.failed, rep.outage.Round(time.Millisecond),
@@ -592,7 +607,7 @@ func restPort(n *tnode) string {
 // writer inserts through a port in a loop, reconnecting after errors, and
 // records when writes failed.
 type writer struct {
-	port     int
+	dsn      string
 	stopc    chan struct{}
 	done     chan struct{}
 	mu       sync.Mutex
@@ -608,9 +623,14 @@ type writeReport struct {
 }
 
 func startWriter(t *testing.T, port int) *writer {
-	w := &writer{port: port, stopc: make(chan struct{}), done: make(chan struct{})}
+	return startWriterDSN(t, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres sslmode=disable connect_timeout=2",
+		port, suPassword))
+}
+
+func startWriterDSN(t *testing.T, dsn string) *writer {
+	w := &writer{dsn: dsn, stopc: make(chan struct{}), done: make(chan struct{})}
 	ctx := context.Background()
-	cn, err := sqlConn(ctx, port, suPassword)
+	cn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
 	_, err = cn.Exec(ctx, "CREATE TABLE IF NOT EXISTS pgha_writes (at timestamptz)")
 	require.NoError(t, err)
@@ -629,7 +649,7 @@ func (w *writer) run() {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		c, err := sqlConn(ctx, w.port, suPassword)
+		c, err := pgx.Connect(ctx, w.dsn)
 		if err == nil {
 			_, err = c.Exec(ctx, "INSERT INTO pgha_writes VALUES (now())")
 			_ = c.Close(context.Background())

@@ -240,9 +240,9 @@ func newCluster(t *testing.T, n int) *tcluster {
 		wg.Wait()
 		for _, n := range c.nodes {
 			n.kill()
-			if t.Failed() {
+			if t.Failed() || os.Getenv("PGHA_TEST_LOGS") != "" {
 				b, _ := os.ReadFile(n.log)
-				t.Logf("==== %s log\n%s", n.name, tail(string(b), 200))
+				t.Logf("==== %s log\n%s", n.name, tail(string(b), 400))
 			}
 		}
 	})
