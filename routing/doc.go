@@ -72,15 +72,15 @@
 // ([Epoch]: name, leader key create revision, timeline). When the source
 // reports a new tenure, or no leader, the router, before it publishes the
 // new topology: marks the old pool fenced so it hands out no connection,
-// closes the socket of every connection in use on it (an in-flight statement
-// fails at once; nothing more is sent to the old primary over it), and closes
-// the pool. New writes go to the new primary's fresh pool as soon as the
-// event arrives. Each new connection of a primary pool must find its server
-// out of recovery (target_session_attrs=primary semantics, [ErrNotPrimary]),
-// the last safety net when the topology is stale. Replica pools set
-// default_transaction_read_only. A node acting as a primary besides the one
-// followed is reported ([Conflict], Hooks.OnConflict, Stats.Conflicts) and
-// gets no traffic: the DCS leader decides.
+// closes the socket of every connection it has, idle or in use (an in-flight
+// statement fails at once; nothing more is sent to the old primary over it),
+// and closes the pool. New writes go to the new primary's fresh pool as soon
+// as the event arrives. Each new connection of a primary pool must find its
+// server out of recovery (target_session_attrs=primary semantics,
+// [ErrNotPrimary]), the last safety net when the topology is stale. Replica
+// pools set default_transaction_read_only. A node acting as a primary
+// besides the one followed is reported ([Conflict], Hooks.OnConflict,
+// Stats.Conflicts) and gets no traffic: the DCS leader decides.
 //
 // What this guarantees: once the router has seen the leader change, no
 // statement of its own reaches the old primary. Its limit: the router learns
@@ -90,8 +90,12 @@
 // or moves; that window is the DCS TTL, and pgha's leader fence (stop
 // Postgres before the lease deadline), synchronous_mode_strict and a
 // watchdog close it, not the router. Other clients of the old primary are
-// not the router's to fence. With FromHosts there is no leader key: two
-// writable hosts on the same timeline get no writes at all.
+// not the router's to fence. With FromHosts there is no leader key: the
+// probes decide; a failed probe keeps a host's role for a probe TTL (3
+// ProbeInterval + ProbeTimeout), so one timeout does not cut the primary's
+// connections; two writable hosts on the same timeline get no writes at all;
+// and a host that a partition hides from the router but not from its
+// clients is fenced by nothing the router does.
 //
 // Planned switchovers. When /failover names a switchover, the router holds
 // new write acquisitions (up to Config.SwitchoverHold), lets in-flight
@@ -99,18 +103,19 @@
 // (as many connections as the current primary pool has; each is checked out
 // of recovery on its first use), and releases the waiters to the new primary
 // once its leader key appears. A new leader still promoting refuses writes
-// ([ErrNotPrimary]); acquisitions retry it every quarter of Config.RetryInterval. A
-// switchover that is refused (the request cleared) or takes longer than the
-// hold releases the waiters to whoever leads.
+// ([ErrNotPrimary]); acquisitions retry it every quarter of
+// Config.RetryInterval. A switchover that is refused (the request cleared)
+// or takes longer than the hold releases the waiters to whoever leads.
 //
 // Read-your-writes. Write returns the commit's WAL position (read with
-// pg_current_wal_insert_lsn() after COMMIT). A read given it
-// (ReadOptions.After) goes to a replica whose probed replay position has
-// passed it, or asks a replica (pg_last_wal_replay_lsn()) and waits up to
-// Config.ReadYourWritesWait, or uses the primary. Logic that reads and then
-// writes what it read must stay on the primary (inside Write's fn): a replica
-// may be behind, and a token says nothing about other clients' writes. After
-// a failover that lost the write, no node has it, whatever the token says.
+// pg_current_wal_insert_lsn() after COMMIT: one more round trip per Write).
+// A read given it (ReadOptions.After) goes to a replica whose probed replay
+// position has passed it, or asks a replica (pg_last_wal_replay_lsn()) and
+// waits up to Config.ReadYourWritesWait, or uses the primary. Logic that
+// reads and then writes what it read must stay on the primary (inside
+// Write's fn): a replica may be behind, and a token says nothing about other
+// clients' writes. After a failover that lost the write, no node has it,
+// whatever the token says.
 //
 // # Errors
 //
