@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -325,16 +324,10 @@ func TestFailoverWithoutLeader(t *testing.T) {
 // "ahead" of its own position, which keeps moving; without writes the
 // replicas do race and promote while the old Postgres is still writable: the
 // limit the package docs state. See the report of issue 4.) Once thawed, the
-// old agent fences itself at once and the cluster converges.
+// old agent fences itself at once and the cluster converges (before ha commit
+// 9e8fcac the thawed keeper could re-create the expired leader key while the
+// fence stopped Postgres, leaving no writable primary at all).
 func TestFrozenAgentWithWritesNoSecondPrimary(t *testing.T) {
-	if os.Getenv("PGHA_KNOWN_BUGS") == "" {
-		// On SIGCONT the agent's lease keeper, still believing it leads,
-		// calls RefreshLeader, which grants a new lease and re-creates the
-		// expired leader key while the fence stops Postgres; the node then
-		// holds the key without leading, never promotes, and nobody else
-		// races: no writable primary, forever (see the report of issue 4).
-		t.Skip("known bug in ha (lease keeper re-creates the leader key after a freeze); PGHA_KNOWN_BUGS=1 runs it")
-	}
 	c := newCluster(t, cluster.Options{Mode: cluster.Processes, Dynamic: shortTTL(nil)})
 	finish := startChecker(t, c)
 
