@@ -20,6 +20,7 @@ func (n *Node) memberData() dcs.MemberData {
 		Role:    n.role,
 		Version: Version,
 		Tags:    n.cfg.Tags,
+		Pause:   n.dyn.Pause,
 	}
 	if d.Role == "" {
 		d.Role = dcs.RoleUninitialized

@@ -155,6 +155,9 @@ func (s *Status) patroniJSON() []byte {
 // applyPostgres sets the Postgres facts of s from an observation.
 func (s *Status) applyPostgres(st pg.Status) {
 	s.PostmasterStartTime = st.PostmasterStartTime
+	if st.ServerVersion != 0 {
+		s.ServerVersion = st.ServerVersion
+	}
 	s.Replication = st.Replication
 	s.ReplayedTimestamp, s.ReplayPaused = st.ReplayTimestamp, st.ReplayPaused
 	s.Timeline = int64(st.Timeline)

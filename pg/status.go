@@ -54,6 +54,8 @@ type Status struct {
 	// PendingRestart is true when a changed parameter needs a restart.
 	PendingRestart bool
 
+	// ServerVersion is server_version_num (e.g. 150018).
+	ServerVersion int
 	// PostmasterStartTime is pg_postmaster_start_time().
 	PostmasterStartTime time.Time
 	// ReplayTimestamp is a replica's pg_last_xact_replay_timestamp(), nil
@@ -168,6 +170,7 @@ SELECT r,
        w.pid, w.status, w.received_tli, w.flushed_lsn::text, w.latest_end_lsn::text,
        w.slot_name, w.sender_host, w.sender_port,
        pg_catalog.pg_postmaster_start_time(),
+       pg_catalog.current_setting('server_version_num')::int,
        CASE WHEN r THEN pg_catalog.pg_last_xact_replay_timestamp() END,
        CASE WHEN r THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('usename', s.usename,
@@ -193,7 +196,7 @@ func (i *Instance) query(ctx context.Context, conn *pgx.Conn, st *Status) error 
 	)
 	err := conn.QueryRow(ctx, statusQuery).Scan(&inRecovery, &sysid, &cur, &flush, &recv, &replay, &walTLI, &ckptTLI, &pending,
 		&wPID, &wStatus, &wTLI, &wFlushed, &wEnd, &wSlot, &wHost, &wPort,
-		&st.PostmasterStartTime, &replayTS, &st.ReplayPaused, &senders)
+		&st.PostmasterStartTime, &st.ServerVersion, &replayTS, &st.ReplayPaused, &senders)
 	if err != nil {
 		return err
 	}
