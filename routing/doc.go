@@ -89,13 +89,15 @@
 // out yet) keeps accepting the router's writes until the leader key expires
 // or moves; that window is the DCS TTL, and pgha's leader fence (stop
 // Postgres before the lease deadline), synchronous_mode_strict and a
-// watchdog close it, not the router. Other clients of the old primary are
-// not the router's to fence. With FromHosts there is no leader key: the
-// probes decide; a failed probe keeps a host's role for a probe TTL (3
-// ProbeInterval + ProbeTimeout), so one timeout does not cut the primary's
-// connections; two writable hosts on the same timeline get no writes at all;
-// and a host that a partition hides from the router but not from its
-// clients is fenced by nothing the router does.
+// watchdog close it, not the router. While the DCS cannot be reached the
+// router keeps the last topology it saw (the source reconnects with
+// backoff); the primary's own fence is what stops writes then. Other clients
+// of the old primary are not the router's to fence. With FromHosts there is
+// no leader key: the probes decide; a failed probe keeps a host's role for a
+// probe TTL (3 ProbeInterval + ProbeTimeout), so one timeout does not cut the
+// primary's connections; two writable hosts on the same timeline get no
+// writes at all; and a host that a partition hides from the router but not
+// from its clients is fenced by nothing the router does.
 //
 // Planned switchovers. When /failover names a switchover, the router holds
 // new write acquisitions (up to Config.SwitchoverHold), lets in-flight
