@@ -50,6 +50,7 @@ type Instance struct {
 	closed    bool
 	closeCh   chan struct{}
 	closeOnce sync.Once
+	cc        *connCache     // the connection Status and Promote reuse
 	watchers  sync.WaitGroup // watchers of adopted postmasters; Close waits for them
 }
 
@@ -120,6 +121,7 @@ func New(ctx context.Context, cfg Config) (*Instance, error) {
 		hba:     slices.Clone(cfg.HBA),
 		pgpass:  map[pgpassKey]string{},
 		closeCh: make(chan struct{}),
+		cc:      newConnCache(),
 	}
 	ctx, cancel := withTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -178,6 +180,7 @@ func (i *Instance) Close() error {
 		i.closed = true
 		close(i.closeCh)
 		i.mu.Unlock()
+		i.dropConn()
 		i.watchers.Wait()
 	})
 	return nil
@@ -373,6 +376,7 @@ func (i *Instance) Stop(ctx context.Context, mode StopMode) error {
 	sig := mode.signal()
 	argv := []string{"kill", "-" + strings.TrimPrefix(unix.SignalName(sig), "SIG"), strconv.Itoa(p.pid)}
 	p.stopping.Store(true)
+	i.dropConn()
 	i.log.Info("stopping postgres", "mode", mode.String(), "pid", p.pid)
 	if err := syscall.Kill(p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return &CommandError{Op: "stop", Command: argv, ExitCode: -1, Err: err}

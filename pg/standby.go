@@ -183,11 +183,11 @@ func (i *Instance) Promote(ctx context.Context) error {
 	if p == nil {
 		return fmt.Errorf("pg: %s: %w", op, ErrNotRunning)
 	}
-	conn, err := i.Connect(ctx)
+	conn, giveBack, err := i.borrow(ctx, p.pid)
 	if err != nil {
 		return &CommandError{Op: op, ExitCode: -1, Err: err, Cause: ctxCause(ctx.Err()), Detail: "cannot connect"}
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer giveBack(true)
 	var inRecovery bool
 	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery); err != nil {
 		return &CommandError{Op: op, ExitCode: -1, Err: err, Cause: ctxCause(ctx.Err())}

@@ -145,15 +145,16 @@ func (i *Instance) Status(ctx context.Context) (Status, error) {
 	if pf, err := readPidFile(i.cfg.DataDir); err == nil && pf.pid == p.pid {
 		st.PostmasterStatus = pf.status
 	}
-	conn, err := i.Connect(ctx)
+	conn, release, err := i.borrow(ctx, p.pid)
 	if err != nil {
 		return st, &CommandError{Op: "status", ExitCode: -1, Err: err, Cause: ctxCause(ctx.Err()),
 			Detail: "cannot connect to postgres (pid " + fmt.Sprint(p.pid) + ")"}
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	if err := i.query(ctx, conn, &st); err != nil {
+		release(false)
 		return st, &CommandError{Op: "status", ExitCode: -1, Err: err, Cause: ctxCause(ctx.Err())}
 	}
+	release(true)
 	return st, nil
 }
 
