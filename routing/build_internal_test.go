@@ -198,6 +198,14 @@ func TestBuildHostsRoleSurvivesAFailedProbe(t *testing.T) {
 	a, _ := top.Node("a:1")
 	require.NotEmpty(t, a.Problem)
 
+	// Another host answering as writable takes over at once, with no
+	// conflict: the silent one was writable only as last seen.
+	probes["b:1"] = probeResult{addr: "b:1", at: t0.Add(time.Second), lsn: 600, timeline: 3}
+	top = buildTopology(buildInput{view: v, probes: probes, now: t0.Add(time.Second), probeTTL: 2 * time.Second})
+	require.Equal(t, "b:1", top.Epoch.Leader)
+	require.Empty(t, top.Conflicts)
+	probes["b:1"] = probeResult{addr: "b:1", at: t0.Add(time.Second), inRecovery: true, lsn: 500, walRecv: "streaming"}
+
 	// Failing for longer than the probe TTL does.
 	top = buildTopology(buildInput{view: v, probes: probes, now: t0.Add(3 * time.Second), probeTTL: 2 * time.Second})
 	require.True(t, top.Epoch.IsZero())

@@ -323,15 +323,16 @@ func buildTopology(in buildInput) *Topology {
 	leader, rev := v.Leader, v.LeaderRevision
 	if v.RolesByProbe {
 		leader, rev = "", 0
-		var writable []int
+		var writable, retained []int
 		for i := range t.Nodes {
 			n := &t.Nodes[i]
 			n.Role = RoleUnknown
 			p, ok := fresh[n.Name]
+			kept := false
 			if ok && p.err != nil && p.lastOK != nil && p.lastOK.addr == n.Addr && in.now.Sub(p.lastOK.at) <= in.probeTTL {
 				// A failed probe does not end a role learnt a moment ago
 				// (the node serves no reads meanwhile: it has a Problem).
-				p, ok = *p.lastOK, true
+				p, ok, kept = *p.lastOK, true, true
 				if n.Timeline == 0 {
 					n.Timeline = p.timeline
 				}
@@ -339,11 +340,20 @@ func buildTopology(in buildInput) *Topology {
 			if !ok || p.err != nil {
 				continue
 			}
-			if p.inRecovery {
+			switch {
+			case p.inRecovery:
 				n.Role = RoleReplica
-			} else {
+			case kept:
+				retained = append(retained, i)
+			default:
 				writable = append(writable, i)
 			}
+		}
+		// A host that answered as writable just now outranks one that was
+		// writable before its probes started failing (stopped, fenced, or
+		// cut off); the latter keeps the role only when nobody else has it.
+		if len(writable) == 0 {
+			writable = retained
 		}
 		// One writable host is the primary. Several: the highest timeline
 		// wins if it is unique (the others were demoted in a history that
