@@ -262,12 +262,9 @@ func (n *Node) shutdown() {
 	defer cancel()
 	wasLeader := n.isLeading()
 	n.endLeadership("shutdown")
-	if n.dyn.Pause {
-		// Maintenance mode: leave Postgres and the leader key alone, as
-		// Patroni does; the key expires with the lease.
-		n.log.Info("paused: leaving postgres running and the leader key in place")
-		return
-	}
+	// Unlike Patroni, a paused node also stops Postgres and releases the key:
+	// a primary left running by an agent that is gone would become a second
+	// writable primary as soon as the cluster is resumed.
 	var status *dcs.Status
 	if _, running := n.pg.Running(); running {
 		if err := n.pg.Stop(ctx, pg.StopFast); err != nil && !errors.Is(err, pg.ErrNotRunning) {
