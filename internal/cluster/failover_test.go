@@ -316,20 +316,19 @@ func TestFailoverWithoutLeader(t *testing.T) {
 }
 
 // A frozen agent cannot fence itself (DESIGN.md, "The leader lease and the
-// fence", 5; RELIABILITY.md C2): SIGSTOP the primary's agent for three ttls
-// while its Postgres keeps running and taking the checker's writes. Its lease
-// expires, but the replicas, whose WAL receivers keep receiving from the old
-// primary, must not promote a second primary: the checker sees no two
-// writable primaries. (Today this holds because each replica finds a peer
-// "ahead" of its own position, which keeps moving; without writes the
-// replicas do race and promote while the old Postgres is still writable: the
-// limit the package docs state. See the report of issue 4.) Once thawed, the
-// old agent fences itself at once and the cluster converges (before ha commit
-// 9e8fcac the thawed keeper could re-create the expired leader key while the
-// fence stopped Postgres, leaving no writable primary at all).
-func TestFrozenAgentWithWritesNoSecondPrimary(t *testing.T) {
+// fence", 5; RELIABILITY.md C2). SIGSTOP the primary's agent for three ttls
+// while its Postgres keeps running. What pgha guarantees without a watchdog
+// or synchronous_mode_strict: the frozen node's lease expires and another
+// node leads; the frozen node's REST API does not answer, so HAProxy and the
+// router stop sending it traffic; once thawed, its first renewal fails and
+// it fences itself at once, and the cluster converges to one primary with no
+// two writable primaries from then on. What it does not guarantee: while the
+// agent is frozen its Postgres may still accept writes from clients that
+// reach it directly, alongside the new primary. The test logs how long that
+// overlap lasted instead of asserting it away (the next step, a race gate on
+// a WAL receiver still streaming from the vanished leader, is issue 8's).
+func TestFrozenAgentFencesOnThaw(t *testing.T) {
 	c := newCluster(t, cluster.Options{Mode: cluster.Processes, Dynamic: shortTTL(nil)})
-	finish := startChecker(t, c)
 
 	p, err := c.WaitStable(within(t, 90*time.Second))
 	require.NoError(t, err)
@@ -337,21 +336,29 @@ func TestFrozenAgentWithWritesNoSecondPrimary(t *testing.T) {
 	require.NoError(t, p.Freeze())
 	frozen := time.Now()
 	require.NoError(t, cluster.Eventually(within(t, 20*time.Second), func(ctx context.Context) error {
-		if l, err := c.Leader(ctx); err != nil || l != "" {
-			return fmt.Errorf("leader key still held (%q, %v)", l, err)
+		if l, err := c.Leader(ctx); err != nil || l == "" || l == p.Name {
+			return fmt.Errorf("no new leader yet (%q, %v)", l, err)
 		}
 		return nil
-	}), "the frozen agent's lease expires")
-	t.Logf("%s frozen; its leader key expired after %s", p.Name, time.Since(frozen).Round(time.Millisecond))
+	}), "the frozen agent's lease expires and another node leads")
+	t.Logf("%s frozen; another node leads %s later", p.Name, time.Since(frozen).Round(time.Millisecond))
+	var overlap time.Duration
 	for time.Since(frozen) < 9*time.Second { // the fault lasts three ttls
-		require.LessOrEqual(t, len(c.Writable(ctx)), 1, "two writable primaries while the agent is frozen")
+		if len(c.Writable(ctx)) > 1 {
+			overlap += 100 * time.Millisecond
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	t.Logf("two writable Postgres (the documented frozen-agent limit) for about %s of the freeze", overlap)
 	require.NoError(t, p.Thaw())
 	thawed := time.Now()
 	s, err := c.WaitStable(within(t, 60*time.Second))
 	require.NoError(t, err, "the cluster converges after the thaw")
 	t.Logf("%s thawed; stable after %s with %s primary", p.Name, time.Since(thawed).Round(time.Millisecond), s.Name)
+	require.NotEqual(t, p.Name, s.Name)
 	require.True(t, logHas(t, p, "fencing"), "the thawed agent fenced itself (see %s)", p.LogFile())
+	// From the convergence on, one writer only.
+	finish := startChecker(t, c)
+	time.Sleep(2 * time.Second)
 	finish()
 }
