@@ -105,19 +105,6 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 	n.status.Store(s)
 }
 
-func itoa(v uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			return string(b[i:])
-		}
-	}
-}
-
 // demote steps down from primary in the decision's mode (SPEC 3.11).
 func (n *Node) demote(ctx context.Context, d failover.Decision, c *dcs.Cluster) {
 	mode := d.DemoteMode

@@ -30,12 +30,8 @@ var (
 
 // Log keys, defined once.
 const (
-	logMember   = "member"
-	logRole     = "role"
-	logLeader   = "leader"
-	logAction   = "action"
-	logTimeline = "timeline"
-	logLSN      = "lsn"
+	logMember = "member"
+	logAction = "action"
 )
 
 // Node runs the HA loop for one member: it observes the DCS and Postgres,
