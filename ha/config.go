@@ -100,7 +100,8 @@ type Config struct {
 	RemoveDataOnRewindFailure bool
 
 	// RenewInterval is how often the lease keeper renews the lease. Default
-	// ttl/3. Must leave at least two renewals before the fence fires.
+	// ttl/4 (a dead leader's lease then runs out at most ttl after its last
+	// renewal, on average 7/8 ttl after it died). Must leave at least two renewals before the fence fires.
 	RenewInterval time.Duration
 	// FenceMargin is how long before the lease deadline a leader that could
 	// not renew stops Postgres. It covers the stop's latency and the
@@ -162,7 +163,7 @@ type timing struct {
 func (c Config) timingFor(ttl time.Duration) (timing, error) {
 	t := timing{ttl: ttl, renew: c.RenewInterval, margin: c.FenceMargin}
 	if t.renew == 0 {
-		t.renew = ttl / 3
+		t.renew = ttl / 4
 	}
 	if t.margin == 0 {
 		t.margin = max(ttl/5, 500*time.Millisecond)

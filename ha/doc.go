@@ -76,7 +76,7 @@
 // A renewal that succeeds, sent at local monotonic time t, guarantees that
 // the DCS cannot let the key expire before t + ttl: no other node can become
 // leader before that deadline, judged by this node's clock. The lease
-// keeper renews every ttl/3 (Config.RenewInterval), independently of the
+// keeper renews every ttl/4 (Config.RenewInterval), independently of the
 // loop, and each success moves the deadline. A timer armed at deadline -
 // margin (Config.FenceMargin, default max(ttl/5, 500ms)) stops Postgres
 // with an immediate shutdown if no renewal got through in the meantime;
