@@ -55,17 +55,19 @@ func main() {
 	ttl := flag.Int("ttl", 3, "ttl (seconds)")
 	loopWait := flag.Int("loop-wait", 1, "loop_wait (seconds)")
 	retry := flag.Int("retry-timeout", 1, "retry_timeout (seconds)")
-	mode := flag.String("mode", "kill", "kill or switchover")
+	mode := flag.String("mode", "kill", "kill, switchover or soak")
+	duration := flag.Duration("duration", 10*time.Minute, "soak: how long to run (first half under write load, second half idle)")
 	verbose := flag.Bool("v", false, "print the harness's and the nodes' logs to stderr")
 	keep := flag.Bool("keep", false, "keep the cluster directory (node logs) and print its path")
 	debug := flag.Bool("debug", false, "nodes log at debug level (with -keep: in their node.log)")
 	trace := flag.Bool("trace", false, "nodes log the duration of every DCS, Postgres and probe call (with -keep: in their node.log)")
 	check := flag.Bool("check", true, "run the split-brain checker alongside (polls every node every 20 ms)")
 	flag.Parse()
-	if *mode != "kill" && *mode != "switchover" {
-		fmt.Fprintln(os.Stderr, "benchfailover: -mode must be kill or switchover")
+	if *mode != "kill" && *mode != "switchover" && *mode != "soak" {
+		fmt.Fprintln(os.Stderr, "benchfailover: -mode must be kill, switchover or soak")
 		os.Exit(2)
 	}
+	soakFor = *duration
 	if err := run(*mode, *n, *ttl, *loopWait, *retry, *verbose, *keep, *debug, *trace, *check); err != nil {
 		fmt.Fprintln(os.Stderr, "benchfailover:", err)
 		os.Exit(1)
@@ -131,6 +133,9 @@ func run(mode string, trials, ttl, loopWait, retry int, verbose, keep, debug, tr
 		check = c.StartChecker()
 	}
 
+	if mode == "soak" {
+		return soak(ctx, c, w, check)
+	}
 	var figs []figure
 	if mode == "kill" {
 		figs = []figure{{name: "SIGKILL -> first write on the new primary"}, {name: "leader key deleted (lease expired) -> first write"},
@@ -472,3 +477,49 @@ func (f *figure) min() time.Duration {
 func clock(t time.Time) string { return t.Format("15:04:05.000") }
 
 func round(d time.Duration) string { return d.Round(time.Millisecond).String() }
+
+// soakFor is the -duration of a soak.
+var soakFor time.Duration
+
+// soak runs the cluster with no fault, under write load for the first half
+// and idle for the second, and reports every leader change (a new tenure of
+// the leader key): with no fault there must be none.
+func soak(ctx context.Context, c *cluster.Cluster, w *writers, check *cluster.Checker) error {
+	name, rev, err := c.LeaderRevision(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("soak: %s, no faults; leader %s (create revision %d); first half under write load, second half idle\n", soakFor, name, rev)
+	start := time.Now()
+	changes, samples, idle := 0, 0, false
+	for time.Since(start) < soakFor {
+		if !idle && time.Since(start) > soakFor/2 {
+			w.stop()
+			idle = true
+			fmt.Printf("soak: %s under load, now idle\n", time.Since(start).Round(time.Second))
+		}
+		time.Sleep(200 * time.Millisecond)
+		n, r, err := c.LeaderRevision(ctx)
+		if err != nil {
+			continue
+		}
+		samples++
+		if n != name || r != rev {
+			changes++
+			fmt.Printf("soak: leader changed at %s: %s (rev %d) -> %q (rev %d)\n", time.Since(start).Round(time.Millisecond), name, rev, n, r)
+			name, rev = n, r
+		}
+	}
+	fmt.Printf("soak: %d leader changes over %s (%d samples every 200 ms)\n", changes, soakFor, samples)
+	if check != nil {
+		r := check.Stop()
+		fmt.Printf("split-brain checker: %d rounds, %d acknowledged writes, %d violations\n", r.Rounds, len(r.Writes), len(r.Violations))
+		if len(r.Violations) > 0 {
+			return errors.New("two writable primaries were seen")
+		}
+	}
+	if changes > 0 {
+		return fmt.Errorf("%d leader changes with no fault", changes)
+	}
+	return nil
+}
