@@ -431,7 +431,24 @@ func (i *Instance) Start(ctx context.Context) error {
 	defer release()
 	ctx, cancel := withTimeout(ctx, i.cfg.Timeout)
 	defer cancel()
-	return i.start(ctx)
+	// After a postmaster was killed, its backends exit only when they notice
+	// (and pgha cannot always find them to wait for: they call setsid); until
+	// then the new postmaster refuses the shared memory they still hold.
+	// Retry that one failure, bounded by ctx.
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		err := i.start(ctx)
+		if err == nil || !strings.Contains(err.Error(), "pre-existing shared memory block") {
+			return err
+		}
+		i.log.Warn("backends of the previous postmaster still hold its shared memory; retrying", "in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 func (i *Instance) start(ctx context.Context) error {
