@@ -47,6 +47,7 @@ func (i *Instance) writeConfFiles() error {
 		fmt.Fprintf(&b, "%s = %s\n", k, quoteConf(params.File[k]))
 	}
 	fmt.Fprintf(&b, "include_if_exists = '%s'\n", RecoveryConfFile)
+	fmt.Fprintf(&b, "include_if_exists = '%s'\n", SyncConfFile)
 	if err := i.id.writeOwnedFile(i.dataPath(ConfFile), b.Bytes(), 0o600); err != nil {
 		return err
 	}
