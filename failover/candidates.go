@@ -116,6 +116,9 @@ func (d *decider) healthiest() verdict {
 		return no("not racing: PostgreSQL is starting")
 	}
 	if d.primaryish() {
+		if d.syncGated() && !d.c.Sync.Matches(d.me) {
+			return no(fmt.Sprintf("not racing: synchronous_mode is %s and /sync names %s, not me: a primary outside /sync may lack acknowledged commits", d.cfg.SynchronousMode, d.c.Sync.Leader))
+		}
 		if ctl := d.c.Timeline(); ctl > 0 && d.l.Timeline > 0 && d.l.Timeline < ctl {
 			return no(fmt.Sprintf("my timeline %d is behind the cluster timeline %d: a stale former primary does not retake the lock", d.l.Timeline, ctl))
 		}
@@ -135,8 +138,9 @@ func (d *decider) healthiest() verdict {
 		}
 		exclude = f.Leader
 	}
-	if m := d.cfg.SynchronousMode; m != "" && m != dcs.SyncOff {
-		return verdict{reason: string(BlockSyncMode) + " (synchronous_mode " + m + "); a manual failover naming a candidate still works", block: BlockSyncMode}
+	if d.syncGated() && !d.c.Sync.Matches(d.me) {
+		return verdict{reason: fmt.Sprintf("not racing: synchronous_mode is %s and I am not in /sync (leader %s, synchronous standbys %v): I may lack acknowledged commits",
+			d.cfg.SynchronousMode, d.c.Sync.Leader, d.c.Sync.Standbys), block: BlockSyncMode}
 	}
 	if d.l.WatchdogFailed {
 		return no("not racing: the watchdog is required but could not be activated")
@@ -212,7 +216,7 @@ func (d *decider) compare(exclude string) verdict {
 		return v
 	}
 	eligible := func(p Peer) bool {
-		return p.Name != d.me && p.Name != exclude && p.usable() && p.InRecovery && d.timelineOK(p.Timeline)
+		return p.Name != d.me && p.Name != exclude && p.usable() && p.InRecovery && d.timelineOK(p.Timeline) && d.syncEligible(p.Name)
 	}
 	myPos := d.l.Position()
 	if !d.timelineOK(d.l.Timeline) {
@@ -241,7 +245,7 @@ func (d *decider) compare(exclude string) verdict {
 	}
 	myPrio := d.l.Tags.FailoverPriority()
 	for _, p := range d.peers {
-		if p.Name == d.me || p.Name == exclude || !p.usable() {
+		if p.Name == d.me || p.Name == exclude || !p.usable() || !d.syncEligible(p.Name) {
 			continue
 		}
 		pp := p.Position()
@@ -330,6 +334,9 @@ func (d *decider) candidateProblem(name string, ref int64, from string, minLSN i
 	if !p.InRecovery {
 		return "running as a primary", ErrCandidateUnhealthy
 	}
+	if minLSN == 0 && d.syncGated() && len(d.c.Sync.Standbys) > 0 && !d.c.Sync.IsStandby(name) {
+		return fmt.Sprintf("not a synchronous standby (synchronous_mode %s; /sync lists %v)", d.cfg.SynchronousMode, d.c.Sync.Standbys), ErrCandidateNotSync
+	}
 	pos := p.Position()
 	switch {
 	case minLSN < 0: // no lag check (an operator's failover without a leader)
@@ -371,3 +378,18 @@ func FailoverPossible(in Input, candidate string, minLSN int64) (bool, string) {
 	}
 	return true, ""
 }
+
+// syncGated reports whether synchronous mode restricts who may take over
+// automatically: the mode is on (or quorum, which pgha runs as priority
+// mode) and /sync names a leader. Only that leader and the standbys /sync
+// lists hold every acknowledged commit (see package replication). With
+// /sync absent or empty, replication has been asynchronous so far and the
+// usual race applies, as in Patroni.
+func (d *decider) syncGated() bool {
+	m := d.cfg.SynchronousMode
+	return m != "" && m != dcs.SyncOff && !d.c.Sync.IsEmpty()
+}
+
+// syncEligible reports whether member name may take over automatically
+// under synchronous mode (always true when it does not apply).
+func (d *decider) syncEligible(name string) bool { return !d.syncGated() || d.c.Sync.Matches(name) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/replication"
 )
 
 // Decide returns what the node described by in should do now, and why. It
@@ -643,6 +644,13 @@ func (d *decider) leader() Decision {
 		}
 	}
 	dec := Decision{Action: ActionPromote, Target: d.me, Reason: "promoting self to leader because I had the session lock"}
+	if m := d.cfg.SynchronousMode; m != "" && m != dcs.SyncOff {
+		s, names := replication.PromoteSync(d.me, d.c.Sync, d.cfg.SynchronousModeStrict)
+		dec.Sync, dec.SyncNames = &s, names.String()
+		if d.c.Sync != nil {
+			dec.SyncRevision = d.c.Sync.ModRevision
+		}
+	}
 	if f != nil && (stale || f.Leader != d.me || f.Candidate == d.me) {
 		// The request that led to this race, or one not meant for me: done
 		// once promoted. A switchover away from me that arrived after I took

@@ -185,8 +185,12 @@ func cases() []tableCase {
 		return c
 	}(), replica("node2", pos), peer("node3", pos)), cfg("check_timeline", true)),
 		want{action: failover.ActionNone, blocked: failover.BlockTimeline, reason: "failover blocked by timeline: no live member is on the cluster timeline 2"})
-	add("unlocked, synchronous_mode is not implemented: blocked", with(probed(unlocked(cluster()), replica("node2", pos)), cfg("synchronous_mode", true)),
-		want{action: failover.ActionNone, blocked: failover.BlockSyncMode, reason: "failover blocked: synchronous_mode is not implemented yet"})
+	add("unlocked, synchronous_mode on and not in /sync: blocked", with(probed(func() *dcs.Cluster {
+		c := unlocked(cluster())
+		c.Sync = &dcs.SyncState{Leader: "node1", Standbys: []string{"node3"}, ModRevision: 5}
+		return c
+	}(), replica("node2", pos)), cfg("synchronous_mode", true)),
+		want{action: failover.ActionNone, blocked: failover.BlockSyncMode, reason: "not racing: synchronous_mode is on and I am not in /sync"})
 	add("unlocked, watchdog required but unusable", probed(unlocked(cluster()), func() failover.Local {
 		l := replica("node2", pos)
 		l.WatchdogFailed = true

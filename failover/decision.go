@@ -3,6 +3,8 @@ package failover
 import (
 	"strings"
 	"time"
+
+	"github.com/pgha/pgha/dcs"
 )
 
 // Action is what a Decision asks the caller to do. Long actions (bootstrap,
@@ -224,10 +226,11 @@ const (
 	// BlockTimeline: with check_timeline, no live candidate is on the
 	// cluster timeline.
 	BlockTimeline Block = "failover blocked by timeline"
-	// BlockSyncMode: synchronous_mode is set but not implemented yet, so
-	// automatic failover is refused rather than risk losing acknowledged
-	// commits. Switchover and manual failover still work.
-	BlockSyncMode Block = "failover blocked: synchronous_mode is not implemented yet"
+	// BlockSyncMode: in synchronous mode this node is not in /sync, so it
+	// may lack acknowledged commits and does not take over automatically;
+	// the nodes /sync lists may. An operator's failover naming a candidate
+	// overrides it.
+	BlockSyncMode Block = "failover blocked: not a synchronous standby"
 )
 
 // ProbeTarget is a member to probe for an ActionProbePeers decision.
@@ -272,6 +275,15 @@ type Decision struct {
 	// /config, which is missing or empty.
 	WriteConfig bool
 
+	// Sync, set with ActionPromote in synchronous mode, is the /sync the
+	// node writes before it promotes, if the key's revision is still
+	// SyncRevision (0: only if absent), after setting
+	// synchronous_standby_names to SyncNames. A failed write postpones the
+	// promotion: the caller does not promote and decides again.
+	Sync         *dcs.SyncState
+	SyncRevision int64
+	SyncNames    string
+
 	// Blocked is set when automatic failover cannot happen (see Block);
 	// Reason then names the cause and the bound.
 	Blocked Block
@@ -313,6 +325,9 @@ func (d Decision) String() string {
 	}
 	if d.WriteConfig {
 		b.WriteString(" +write_config")
+	}
+	if d.Sync != nil {
+		b.WriteString(" +sync@" + itoa(d.SyncRevision))
 	}
 	if d.Blocked != BlockNone {
 		b.WriteString(" blocked")

@@ -176,12 +176,22 @@
 //
 // # Not implemented yet
 //
-// Synchronous mode (synchronous_mode on or quorum) blocks automatic
-// failover with [BlockSyncMode] rather than deciding as if replication were
-// asynchronous; switchover and manual failover still work. Pause mode and
-// standby clusters make Decide take no automatic action (a leader keeps its
-// key). failsafe_mode and primary_race_backoff are ignored. The inputs for
-// them (Config, Cluster.Sync, Peer tags) are already part of [Input].
+// Pause mode and standby clusters make Decide take no automatic action (a
+// leader keeps its key). failsafe_mode and primary_race_backoff are ignored.
+// synchronous_mode quorum is decided as synchronous_mode on (package
+// replication runs it as priority mode).
+//
+// # Synchronous mode
+//
+// With synchronous_mode on (or quorum) and /sync naming a leader, only that
+// leader and the standbys /sync lists take part in an automatic race
+// (others report [BlockSyncMode]); peers outside /sync are not compared.
+// The winner's [ActionPromote] carries the /sync it must write before
+// promoting (itself as leader; in strict mode the other synchronous
+// standbys too) and the synchronous_standby_names to set first; a failed
+// write postpones the promotion. An immediate switchover's candidate must be
+// a /sync standby while /sync lists any; an operator's failover without a
+// leader may name any member.
 //
 // # Differences from Patroni
 //

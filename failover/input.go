@@ -24,14 +24,11 @@ type Input struct {
 	// Cluster.Config.Dynamic(), or the node's cached copy when /config is
 	// missing).
 	//
-	// Not implemented yet (a later issue): Config.Pause makes Decide take no
-	// automatic action at all (a leader keeps its lock, nothing else);
-	// Config.SynchronousMode other than off blocks automatic failover
-	// ([BlockSyncMode]) while switchover and manual failover still work;
-	// Config.StandbyCluster makes Decide take no action. Config.FailsafeMode
-	// and Config.PrimaryRaceBackoff are ignored. The inputs synchronous mode
-	// will need are already here: Config.SynchronousMode, ...Strict and
-	// ...NodeCount, Cluster.Sync, and the nosync tags in Peer.Tags.
+	// Config.Pause makes Decide take no automatic action (a leader keeps
+	// its lock); Config.SynchronousMode restricts automatic failover to the
+	// members /sync lists (see the package doc); Config.StandbyCluster makes
+	// Decide take no action. Config.FailsafeMode and
+	// Config.PrimaryRaceBackoff are ignored.
 	Config dcs.DynamicConfig
 
 	// Local is this node: its identity, lease, Postgres and memory.

@@ -58,6 +58,9 @@ var (
 	// ErrCandidateTimeline: with check_timeline, the candidate is behind the
 	// cluster timeline (412).
 	ErrCandidateTimeline = errors.New("candidate is behind the cluster timeline")
+	// ErrCandidateNotSync: in synchronous mode, the candidate is not one of
+	// the synchronous standbys /sync lists (412).
+	ErrCandidateNotSync = errors.New("candidate is not a synchronous standby")
 	// ErrNoGoodCandidates: no member could take over (412).
 	ErrNoGoodCandidates = errors.New("no good candidates have been found")
 )
@@ -78,8 +81,9 @@ var (
 // operator overrides maximum_lag_on_failover when failover is blocked by
 // lag.
 //
-// Synchronous and pause modes are not implemented yet: only Patroni's pause
-// shape rules are applied.
+// In synchronous mode, while /sync lists synchronous standbys, an immediate
+// switchover's candidate must be one of them ([ErrCandidateNotSync]); a
+// failover without a leader may name any member (the operator's override).
 func ValidateSwitchover(c *dcs.Cluster, cfg dcs.DynamicConfig, req SwitchoverRequest, peers []Peer, now time.Time) error {
 	action := "switchover"
 	if req.Failover && req.Leader == "" {
