@@ -205,5 +205,5 @@ func TestKillPrimaryHistory(t *testing.T) {
 		"write gap tl%d->tl%d %s; %s rejoined %s after its restart",
 		p.Name, killedAt.Round(time.Millisecond), restartedAt.Round(time.Millisecond), splitReport.Rounds, s.Name,
 		len(final.Nodes[0].Values), count[history.CheckLost], count[history.CheckDisappeared], count[history.CheckPhantom],
-		g.From, g.To, (g.First-g.Last).Round(time.Millisecond), p.Name, rejoined.Round(time.Millisecond))
+		g.From, g.To, (g.First - g.Last).Round(time.Millisecond), p.Name, rejoined.Round(time.Millisecond))
 }
