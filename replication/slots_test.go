@@ -114,7 +114,7 @@ func TestDesiredSlots(t *testing.T) {
 			me: "node-2", role: dcs.RoleReplica, version: pg15,
 			want: map[string]string{"node1": "@0/12C", "gone": "R"}},
 		{name: "permanent slots: physical on the primary (expected active), logical and bad names reported",
-			c:  cluster("node1", published, three...), me: "node1", role: dcs.RolePrimary, version: pg15,
+			c: cluster("node1", published, three...), me: "node1", role: dcs.RolePrimary, version: pg15,
 			cfg: map[string]any{"slots": map[string]any{
 				"perm": map[string]any{"type": "physical"}, "perm2": nil, "node1": nil, "node3": map[string]any{},
 				"Bad": nil, "logi": map[string]any{"database": "postgres", "plugin": "pgoutput"},
@@ -127,7 +127,7 @@ func TestDesiredSlots(t *testing.T) {
 				`permanent slot "odd": bad value x (want an object)`,
 			}},
 		{name: "permanent slots on a replica are inactive and advanced to the published position",
-			c:  cluster("node1", published, three...), me: "node3", role: dcs.RoleReplica, version: pg15,
+			c: cluster("node1", published, three...), me: "node3", role: dcs.RoleReplica, version: pg15,
 			cfg:  map[string]any{"permanent_slots": map[string]any{"perm": nil}},
 			want: map[string]string{"node1": "@0/12C", "node_2": "@0/FA", "perm": "P@0/50"}},
 		{name: "PostgreSQL 10 replica: no permanent slots", c: cluster("node1", published, three...), me: "node3", role: dcs.RoleReplica,
