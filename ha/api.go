@@ -33,23 +33,26 @@ var healthPaths = map[string]func(h *apiHandler, s *Status, r *http.Request) boo
 		return h.primaryOK(s, r) || h.replicaOK(s, r)
 	},
 	"health": func(_ *apiHandler, s *Status, _ *http.Request) bool { return s.State == "running" },
-	// Synchronous replication is not implemented yet (issue 7): no node is a
-	// sync or quorum standby, so these answer as Patroni does for an
-	// asynchronous cluster.
-	"sync":        func(*apiHandler, *Status, *http.Request) bool { return false },
-	"synchronous": func(*apiHandler, *Status, *http.Request) bool { return false },
-	"quorum":      func(*apiHandler, *Status, *http.Request) bool { return false },
+	// Quorum mode runs as priority mode (package replication), so no node
+	// is a quorum standby.
+	"sync": func(h *apiHandler, s *Status, r *http.Request) bool {
+		return h.clusterKnown(s) && s.SyncStandby && h.replicaOK(s, r)
+	},
+	"synchronous": func(h *apiHandler, s *Status, r *http.Request) bool {
+		return h.clusterKnown(s) && s.SyncStandby && h.replicaOK(s, r)
+	},
+	"quorum": func(*apiHandler, *Status, *http.Request) bool { return false },
 	"async": func(h *apiHandler, s *Status, r *http.Request) bool {
-		return h.clusterKnown(s) && h.replicaOK(s, r)
+		return h.clusterKnown(s) && !s.SyncStandby && h.replicaOK(s, r)
 	},
 	"asynchronous": func(h *apiHandler, s *Status, r *http.Request) bool {
-		return h.clusterKnown(s) && h.replicaOK(s, r)
+		return h.clusterKnown(s) && !s.SyncStandby && h.replicaOK(s, r)
 	},
 	"read-only-sync": func(h *apiHandler, s *Status, r *http.Request) bool {
-		return h.clusterKnown(s) && h.primaryOK(s, r)
+		return h.clusterKnown(s) && (h.primaryOK(s, r) || (s.SyncStandby && h.replicaOK(s, r)))
 	},
 	"read-only-synchronous": func(h *apiHandler, s *Status, r *http.Request) bool {
-		return h.clusterKnown(s) && h.primaryOK(s, r)
+		return h.clusterKnown(s) && (h.primaryOK(s, r) || (s.SyncStandby && h.replicaOK(s, r)))
 	},
 	"read-only-quorum": func(h *apiHandler, s *Status, r *http.Request) bool {
 		return h.clusterKnown(s) && h.primaryOK(s, r)

@@ -112,6 +112,9 @@ func (n *Node) execute(ctx context.Context, d failover.Decision, c *dcs.Cluster,
 	case failover.ActionNone, failover.ActionWaitForLeaderBootstrap, failover.ActionProbePeers, failover.ActionCheckDivergence:
 	case failover.ActionRefreshLeader, failover.ActionClearFailover:
 		n.leaderRoutine(ctx, l)
+		if l.Running && !l.InRecovery && n.isLeading() {
+			n.processSync(ctx, c)
+		}
 		if d.Action == failover.ActionClearFailover || d.ClearFailover {
 			n.clearFailover(ctx, d.FailoverRevision)
 		}
@@ -163,6 +166,9 @@ func (n *Node) execute(ctx context.Context, d failover.Decision, c *dcs.Cluster,
 		n.becomeLeader(lease)
 		n.poke(n.wake)
 	case failover.ActionPromote:
+		if !n.prepareSyncPromote(ctx, d) {
+			return
+		}
 		n.startAsync(ctx, d.Action, "", func(ctx context.Context) error { return n.promote(ctx, d) })
 	case failover.ActionDemote:
 		n.cancelAsync()

@@ -96,6 +96,9 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 		s.LeaderName = c.LeaderName()
 		s.ClusterUnlocked = !c.IsLocked()
 		s.LeaderOptime = max(s.LeaderOptime, c.Status.Optime)
+		if m := n.dyn.SynchronousMode; m != "" && m != dcs.SyncOff {
+			s.SyncStandby = c.Sync.IsStandby(n.cfg.Name)
+		}
 	} else {
 		s.ClusterUnlocked = true
 	}

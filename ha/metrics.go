@@ -52,7 +52,7 @@ var metricDefs = []metricDef{
 	{"patroni_xlog_location", "Current location of the Postgres transaction log, 0 if this node is not the leader.", true, func(s *Status) float64 { return float64(s.XLogLocation) }},
 	{"patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise.", false, func(*Status) float64 { return 0 }},
 	{"patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.", false, func(s *Status) float64 { return b2f(s.State == "running" && s.InRecovery) }},
-	{"patroni_sync_standby", "Value is 1 if this node is a sync standby replica, 0 otherwise.", false, func(*Status) float64 { return 0 }},
+	{"patroni_sync_standby", "Value is 1 if this node is a sync standby replica, 0 otherwise.", false, func(s *Status) float64 { return b2f(s.SyncStandby && s.InRecovery) }},
 	{"patroni_quorum_standby", "Value is 1 if this node is a quorum standby replica, 0 otherwise.", false, func(*Status) float64 { return 0 }},
 	{"patroni_xlog_received_location", "Current location of the received Postgres transaction log, 0 if this node is not a replica.", true, func(s *Status) float64 { return float64(s.ReceivedLocation) }},
 	{"patroni_xlog_replayed_location", "Current location of the replayed Postgres transaction log, 0 if this node is not a replica.", true, func(s *Status) float64 { return float64(s.ReplayedLocation) }},

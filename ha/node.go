@@ -95,6 +95,7 @@ type Node struct {
 	historyDue  atomic.Bool // a promotion's timeline switch is not in /history yet
 	refused     error
 	observed    pg.Status
+	syncRep     syncLoop // synchronous mode, owned by the loop goroutine
 
 	wg sync.WaitGroup
 }

@@ -60,6 +60,9 @@ type Status struct {
 	LeaderName string
 	// Paused is the cluster's pause flag.
 	Paused bool
+	// SyncStandby is true for a replica that /sync lists as a synchronous
+	// standby while synchronous mode is on.
+	SyncStandby bool
 	// PendingRestart is true when a parameter change needs a restart.
 	PendingRestart bool
 	// LastDecision is the last decision's one-line rendering and Blocked the
@@ -112,6 +115,9 @@ func (s *Status) patroniJSON() []byte {
 	}
 	if s.PendingRestart {
 		m["pending_restart"] = true
+	}
+	if s.SyncStandby && s.InRecovery {
+		m["sync_standby"] = true
 	}
 	if s.pgKnown && (s.State == "running" || s.State == "starting" || s.State == "restarting") {
 		if !s.PostmasterStartTime.IsZero() {
