@@ -46,6 +46,7 @@ type Instance struct {
 	orphans   int         // process group of a postmaster that died with children left
 	params    map[string]string
 	hba       []string
+	slot      string // primary_slot_name when Upstream.SlotName is empty (SetStandbySlot)
 	pgpass    map[pgpassKey]string
 	closed    bool
 	closeCh   chan struct{}

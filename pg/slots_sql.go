@@ -377,3 +377,24 @@ func GetPositions(ctx context.Context, q Queryer) (Positions, error) {
 	}
 	return p, nil
 }
+
+// SetStandbySlot sets the primary_slot_name ConfigureStandby writes when
+// its Upstream names no slot: normally SlotName(Config.Name) while the
+// cluster uses replication slots, "" (the default) for none. It applies to
+// later ConfigureStandby calls; it does not rewrite the current settings.
+func (i *Instance) SetStandbySlot(name string) error {
+	if name != "" && !validSlot(name) {
+		return &ConfigError{Field: "standby slot", Problem: fmt.Sprintf("%q is not a valid slot name ([a-z0-9_]{1,63}); use SlotName(member)", name)}
+	}
+	i.mu.Lock()
+	i.slot = name
+	i.mu.Unlock()
+	return nil
+}
+
+// StandbySlot returns the slot name set with SetStandbySlot.
+func (i *Instance) StandbySlot() string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.slot
+}

@@ -56,8 +56,12 @@ func TestSlotSQL(t *testing.T) {
 		require.GreaterOrEqual(t, s.RetainedBytes, int64(0))
 	}
 
-	// A replica streams through the slot.
-	require.NoError(t, b.Clone(ctx, pgtest.Upstream(a, "slots_b"), nil))
+	// A replica streams through the slot, named by SetStandbySlot.
+	var ce *pg.ConfigError
+	require.ErrorAs(t, b.SetStandbySlot("slots-b"), &ce)
+	require.NoError(t, b.SetStandbySlot("slots_b"))
+	require.Equal(t, "slots_b", b.StandbySlot())
+	require.NoError(t, b.Clone(ctx, pgtest.Upstream(a, ""), nil))
 	require.NoError(t, b.Start(ctx))
 	execSQL(t, a, "CREATE TABLE t (v int)", "INSERT INTO t SELECT generate_series(1, 1000)")
 

@@ -17,8 +17,9 @@ type Upstream struct {
 	Host string // host name or address (required)
 	Port int    // default 5432
 	// SlotName is primary_slot_name: the physical slot on the upstream this
-	// replica uses, normally SlotName(member name). Empty means none. pgha
-	// does not create the slot; the upstream's owner does.
+	// replica uses, normally SlotName(member name). Empty means the one set
+	// with [Instance.SetStandbySlot] (none by default). pg does not create
+	// the slot; the upstream's owner does.
 	SlotName string
 	// SSLMode is the libpq sslmode for the connection. Default "prefer".
 	SSLMode string
@@ -98,6 +99,9 @@ func (i *Instance) configureStandby(op string, up Upstream) error {
 	rs := &recoverySettings{}
 	if !none {
 		up = up.withDefaults()
+		if up.SlotName == "" {
+			up.SlotName = i.StandbySlot()
+		}
 		if err := up.check(op); err != nil {
 			return err
 		}
