@@ -97,6 +97,9 @@ type Node struct {
 	observed    pg.Status
 	syncRep     syncLoop // synchronous mode, owned by the loop goroutine
 
+	// replication slots and the replication view (slots.go)
+	slots slotState
+
 	wg sync.WaitGroup
 }
 
