@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/ha/watchdog"
 	"github.com/pgha/pgha/pg"
 )
 
@@ -70,6 +71,29 @@ type Hooks struct {
 	OnStoppedLeading func()
 	// OnDecision is called with each decision's one-line rendering.
 	OnDecision func(decision string)
+
+	// OnStart, OnStop, OnRestart and OnReload are called at the events
+	// of the same-named callback scripts (see Callbacks: once per event,
+	// with the role the script gets). OnRoleChange, unlike the
+	// on_role_change script, reports every change of the published role.
+	OnStart   func(role string)
+	OnStop    func(role string)
+	OnRestart func(role string)
+	OnReload  func(role string)
+
+	// BeforePromote is called synchronously, in the promoting goroutine,
+	// after the node won the leader key and armed its watchdog and before
+	// the pre_promote script and the promotion. An error vetoes the
+	// promotion exactly as a failing pre_promote does: the node releases
+	// the key and does not race for a TTL, so another member can be
+	// promoted. ctx ends when the promotion is abandoned or after
+	// Callbacks.Timeout (default the TTL).
+	BeforePromote func(ctx context.Context) error
+	// BeforeStop is called synchronously right before Postgres is
+	// signalled to stop (not before the fence's immediate stop, which
+	// never waits), before the before_stop script. ctx ends after
+	// Callbacks.Timeout.
+	BeforeStop func(ctx context.Context)
 }
 
 // Config configures a Node. Zero values mean the documented default.
@@ -115,17 +139,17 @@ type Config struct {
 
 	// API secures the REST API's unsafe endpoints.
 	API APIConfig
-	// SlotWALWarning is how much WAL (bytes) a replication slot may hold
-	// back before the node logs a warning and counts it in the
-	// pgha_replication_slots_over_wal_threshold metric: a slot whose
-	// standby never comes back keeps every WAL file until the disk is
-	// full. Default DefaultSlotWALWarning (1 GiB); negative: no warning.
-	SlotWALWarning int64
 
 	// Logger receives the node's logs. nil means no logging.
 	Logger hclog.Logger
 	// Hooks are the event callbacks.
 	Hooks Hooks
+	// Callbacks are Patroni's callback scripts (postgresql.callbacks,
+	// pre_promote, before_stop).
+	Callbacks Callbacks
+	// Watchdog configures the watchdog device (Patroni's watchdog
+	// section). The zero value is off; Logger is the node's when nil.
+	Watchdog watchdog.Config
 }
 
 // Validate reports every problem with the configuration at once.
@@ -155,6 +179,10 @@ func (c Config) Validate() error {
 	}
 	if c.RenewInterval < 0 || c.FenceMargin < 0 || c.ProbeTimeout < 0 {
 		bad("RenewInterval, FenceMargin and ProbeTimeout must not be negative")
+	}
+	errs = append(errs, c.Callbacks.validate()...)
+	if err := c.Watchdog.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ha: Watchdog: %w", err))
 	}
 	return errors.Join(errs...)
 }

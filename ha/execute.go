@@ -82,6 +82,7 @@ func (n *Node) finishAsync(ar asyncResult) {
 			}
 		}
 	}
+	n.actionDone(r)
 }
 
 func (n *Node) cancelAsync() {
@@ -271,17 +272,11 @@ func (n *Node) configureStandby(ctx context.Context, up pg.Upstream, hasUp bool)
 	return n.pg.ConfigureStandby(ctx, up)
 }
 
-// stopIfRunning stops Postgres if it runs. It is called from async actions
+// stopIfRunning stops Postgres if it runs, with before_stop, on_stop and
+// the watchdog disabled (stopPostgres). It is called from async actions
 // too, so it leaves the loop's state alone.
 func (n *Node) stopIfRunning(ctx context.Context, mode pg.StopMode) error {
-	if _, running := n.pg.Running(); !running {
-		return nil
-	}
-	err := n.pg.Stop(ctx, mode)
-	if errors.Is(err, pg.ErrNotRunning) {
-		err = nil
-	}
-	return err
+	return n.stopPostgres(ctx, mode, false)
 }
 
 // removeDataDir deletes the data directory before a re-clone.
@@ -298,6 +293,7 @@ func (n *Node) setRole(role string) {
 		return
 	}
 	n.role = role
+	n.cbRole.Store(role)
 	if h := n.cfg.Hooks.OnRoleChange; h != nil {
 		n.hook(func() { h(role) })
 	}
@@ -358,12 +354,23 @@ func (n *Node) initialConfig() map[string]any {
 	return map[string]any{
 		"ttl": int64(n.dyn.TTL / time.Second), "loop_wait": int64(n.dyn.LoopWait / time.Second),
 		"retry_timeout": int64(n.dyn.RetryTimeout / time.Second), "maximum_lag_on_failover": n.dyn.MaximumLagOnFailover,
-		"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": true},
+		"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": false},
 	}
 }
 
 // promote turns the replica holding the leader key into the primary.
 func (n *Node) promote(ctx context.Context, d failover.Decision) error {
+	if !n.isLeading() {
+		return errors.New("lost the leader key before promoting")
+	}
+	// The watchdog is armed before anything else (required and unusable:
+	// no promotion), then the BeforePromote hook and pre_promote may veto.
+	if err := n.armWatchdog(); err != nil {
+		return err
+	}
+	if err := n.prePromote(ctx); err != nil {
+		return err
+	}
 	if !n.isLeading() {
 		return errors.New("lost the leader key before promoting")
 	}
@@ -382,6 +389,7 @@ func (n *Node) promote(ctx context.Context, d failover.Decision) error {
 		n.log.Warn("checkpoint after promote", "error", err)
 	}
 	n.historyDue.Store(true)
+	n.event(ActionOnRoleChange, dcs.RolePrimary)
 	if h := n.cfg.Hooks.OnStartedLeading; h != nil {
 		n.wg.Go(func() { h(lctx) })
 	}
@@ -409,9 +417,9 @@ func (n *Node) leaderRoutine(ctx context.Context, l failover.Local) {
 		}
 	}
 	n.setRole(dcs.RolePrimary)
-	if st, key := n.slotStatus(l.FlushLSN); key != n.lastStatus {
-		if err := n.store.SetStatus(ctx, st); err == nil {
-			n.lastStatus = key
+	if pos := l.FlushLSN; pos != n.lastStatus {
+		if err := n.store.SetStatus(ctx, dcs.Status{Optime: pos}); err == nil {
+			n.lastStatus = pos
 		} else if errors.Is(err, dcs.ErrNotLeader) {
 			n.fenceNow("the leader key is no longer mine")
 		}

@@ -51,7 +51,9 @@ func (n *Node) keepLease(ctx context.Context) {
 		next := tm.renew
 		switch {
 		case err == nil:
-			n.leaseRenewed(lease, leading)
+			if n.leaseRenewed(lease, leading) {
+				_ = n.wd.Keepalive()
+			}
 		case errors.Is(err, dcs.ErrNotLeader):
 			n.log.Error("lost the leader key", "error", err)
 			n.fenceNow("the leader key is no longer mine")
@@ -75,16 +77,18 @@ func (n *Node) keepLease(ctx context.Context) {
 }
 
 // leaseRenewed records a successful renewal; a leader moves its deadline and
-// re-arms the fence at deadline - margin.
-func (n *Node) leaseRenewed(l dcs.Lease, asLeader bool) {
+// re-arms the fence at deadline - margin, and reports true (its watchdog is
+// then kept alive).
+func (n *Node) leaseRenewed(l dcs.Lease, asLeader bool) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.lease, n.leaseOK, n.leaseErr = l, n.clock.Now(), nil
 	if !asLeader || !n.leading {
-		return
+		return false
 	}
 	n.deadline = l.Deadline()
 	n.armFenceLocked()
+	return true
 }
 
 func (n *Node) armFenceLocked() {
@@ -141,6 +145,11 @@ func (n *Node) dropLeadership(why string) {
 	if cancel != nil {
 		cancel()
 	}
+	// A running Postgres keeps the watchdog armed (without keepalives)
+	// until it has stopped.
+	if _, running := n.pg.Running(); !running {
+		_ = n.wd.Disable()
+	}
 	if was {
 		n.log.Info("leadership ended", "reason", why)
 		if h := n.cfg.Hooks.OnStoppedLeading; h != nil && why != "shutdown" {
@@ -178,9 +187,12 @@ func (n *Node) fencer(ctx context.Context) {
 			n.mu.Unlock()
 			if _, running := n.pg.Running(); running {
 				n.log.Error("fencing: stopping postgres immediately", "reason", why)
+				role := n.roleNow()
 				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				if err := n.pg.Stop(sctx, pg.StopImmediate); err != nil && !errors.Is(err, pg.ErrNotRunning) {
 					n.log.Error("fencing: stop failed", "error", err)
+				} else if err == nil {
+					n.postgresStopped(role, true)
 				}
 				cancel()
 			}

@@ -112,8 +112,8 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 		line := d.String()
 		n.hook(func() { h(line) })
 	}
-	n.syncSlots(ctx, cluster, in.Local) // before execute: primary_slot_name is set before a replica starts
 	n.execute(ctx, d, cluster, in.Local)
+	n.afterCycle(in.Local)
 	n.publishMember(ctx)
 	n.publishStatus(func(s *Status) { s.LastDecision, s.Blocked = d.String(), string(d.Blocked) })
 	return d.WakeAt
@@ -151,6 +151,7 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 	l.BootstrapAllowed = n.cfg.Bootstrap != nil
 	l.RemoveDataOnDivergence = n.cfg.RemoveDataOnDivergence
 	l.RemoveDataOnRewindFailure = n.cfg.RemoveDataOnRewindFailure
+	l.WatchdogFailed = n.watchdogFailed()
 	l.Async, l.Result, l.Memory = n.async, n.result, n.mem
 	l.Role = n.role
 	l.DataDirEmpty = !n.pg.Initialized()

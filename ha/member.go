@@ -102,6 +102,7 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 	} else {
 		s.ClusterUnlocked = true
 	}
+	s.WatchdogFailed = n.watchdogFailed()
 	for _, e := range edit {
 		e(s)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/failover"
+	"github.com/pgha/pgha/ha/watchdog"
 	"github.com/pgha/pgha/internal/clock"
 	"github.com/pgha/pgha/pg"
 )
@@ -97,8 +98,14 @@ type Node struct {
 	observed    pg.Status
 	syncRep     syncLoop // synchronous mode, owned by the loop goroutine
 
-	// replication slots and the replication view (slots.go)
-	slots slotState
+	// callbacks and the watchdog (callbacks.go, watchdog.go)
+	scripts        *scripts
+	wd             *watchdog.Watchdog
+	cbRole         atomic.Value // string: the role for callbacks fired outside the loop goroutine
+	cbCalled       atomic.Bool  // on_start, on_stop, on_restart or on_role_change fired in this Run
+	restarted      atomic.Bool  // Node.Restart fired on_restart: its action fires no on_start
+	wdMarginWarned atomic.Bool
+	firstCycleDone bool // loop goroutine
 
 	wg sync.WaitGroup
 }
@@ -146,6 +153,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	tm.retry = n.dyn.RetryTimeout
 	n.tm = tm
+	wcfg := cfg.Watchdog
+	if wcfg.Logger == nil {
+		wcfg.Logger = n.log
+	}
+	if n.wd, err = watchdog.New(wcfg); err != nil {
+		return nil, err
+	}
+	n.scripts = newScripts(cfg.Callbacks, cfg.Scope, n.log)
 	n.publishStatus()
 	return n, nil
 }
@@ -221,6 +236,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer n.running.Store(false)
+	n.cbCalled.Store(false)
+	n.firstCycleDone = false
+	n.wd.Reset()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -247,6 +265,10 @@ func (n *Node) Run(ctx context.Context) error {
 	n.shutdown()
 	stopHooks()
 	<-hooksDone
+	// Callback scripts still running get until Callbacks.Timeout.
+	grace := n.clock.NewTimer(n.scriptTimeout())
+	n.scripts.close(grace.C())
+	grace.Stop()
 	if h := n.cfg.Hooks.OnStoppedLeading; h != nil {
 		h()
 	}
@@ -267,11 +289,15 @@ func (n *Node) shutdown() {
 	// writable primary as soon as the cluster is resumed.
 	var status *dcs.Status
 	if _, running := n.pg.Running(); running {
-		if err := n.pg.Stop(ctx, pg.StopFast); err != nil && !errors.Is(err, pg.ErrNotRunning) {
+		if err := n.stopPostgres(ctx, pg.StopFast, false); err != nil {
 			n.log.Error("stopping postgres on shutdown; trying immediate", "error", err)
+			role := n.roleNow()
 			ictx, icancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err = n.pg.Stop(ictx, pg.StopImmediate)
 			icancel()
+			if err == nil {
+				n.postgresStopped(role, true)
+			}
 			if _, still := n.pg.Running(); err != nil && still && wasLeader {
 				// Postgres may still accept writes: keep the key so nobody
 				// else promotes while this process can still say so; the
@@ -280,6 +306,9 @@ func (n *Node) shutdown() {
 				return
 			}
 		}
+	}
+	if _, running := n.pg.Running(); !running {
+		_ = n.wd.Disable()
 	}
 	if cd, err := n.pg.Status(ctx); err == nil && cd.Control != nil {
 		status = &dcs.Status{Optime: int64(cd.Control.CheckpointLSN)}

@@ -34,7 +34,11 @@ func (n *Node) Reload(ctx context.Context) error {
 	if _, running := n.pg.Running(); !running {
 		return pg.ErrNotRunning
 	}
-	return n.pg.Reload(ctx)
+	if err := n.pg.Reload(ctx); err != nil {
+		return err
+	}
+	n.event(ActionOnReload, n.roleNow())
+	return nil
 }
 
 func (n *Node) operator(ctx context.Context, op opRequest) error {
@@ -73,10 +77,7 @@ func (n *Node) runOp(ctx context.Context, op opRequest) {
 			action = failover.ActionRestartPrimary
 		}
 		n.startAsync(ctx, action, failover.StateRestarting, func(ctx context.Context) error {
-			err := n.stopIfRunning(ctx, pg.StopFast)
-			if err == nil {
-				err = n.pg.Start(ctx)
-			}
+			err := n.restartPostgres(ctx)
 			if err != nil {
 				err = fmt.Errorf("restart failed: %w", err)
 			}

@@ -60,6 +60,10 @@ type Status struct {
 	LeaderName string
 	// Paused is the cluster's pause flag.
 	Paused bool
+	// WatchdogFailed is true when the watchdog is required but cannot
+	// protect a primary (watchdog_failed in /patroni): the node neither
+	// races for nor keeps the leader key.
+	WatchdogFailed bool
 	// SyncStandby is true for a replica that /sync lists as a synchronous
 	// standby while synchronous mode is on.
 	SyncStandby bool
@@ -113,6 +117,9 @@ func (s *Status) patroniJSON() []byte {
 	if s.Paused {
 		m["pause"] = true
 	}
+	if s.WatchdogFailed {
+		m["watchdog_failed"] = true
+	}
 	if s.PendingRestart {
 		m["pending_restart"] = true
 	}
@@ -134,7 +141,7 @@ func (s *Status) patroniJSON() []byte {
 				"received_location":  s.ReceivedLocation,
 				"replayed_location":  s.ReplayedLocation,
 				"replayed_timestamp": nil,
-				"paused":             s.ReplayPaused,
+				"paused":             false,
 			}
 			if s.ReplayedTimestamp != nil {
 				m["xlog"].(map[string]any)["replayed_timestamp"] = s.ReplayedTimestamp.Format(pgTimeLayout)

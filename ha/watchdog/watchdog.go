@@ -203,7 +203,9 @@ func (w *Watchdog) checkLocked(ttl, interval time.Duration) error {
 
 // Activate arms the watchdog for a primary under lease ttl, kept alive
 // every interval: it opens the device if it is not open, sets its timeout
-// to TimeoutFor(ttl) (again when ttl changed) and keeps it alive once.
+// to TimeoutFor(ttl) (again when ttl changed) and, when it opened it, keeps
+// it alive once. On an armed watchdog it sends no keepalive: only
+// Keepalive, after a renewal of the leader key, does.
 // In automatic mode a failure is logged and Activate returns nil (the node
 // runs without, or with a device whose timeout it could not set). In
 // required mode it returns an error wrapping ErrNotActivated, closes the
@@ -278,12 +280,14 @@ func (w *Watchdog) activateLocked(ttl, interval time.Duration) error {
 			w.timeout = got
 		}
 	}
+	if !opened {
+		// Only renewals of the leader key keep an armed watchdog alive.
+		return nil
+	}
 	if err := w.dev.Keepalive(); err != nil {
 		return fmt.Errorf("keepalive: %w", err)
 	}
-	if opened {
-		w.log.Info("watchdog activated", "timeout", w.timeout, "asked", want, "mode", w.cfg.Mode.String())
-	}
+	w.log.Info("watchdog activated", "timeout", w.timeout, "asked", want, "mode", w.cfg.Mode.String())
 	return nil
 }
 

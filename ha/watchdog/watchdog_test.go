@@ -117,7 +117,7 @@ func TestActivateSetsTimeoutKeepsAliveAndDisables(t *testing.T) {
 	require.NoError(t, w.Activate(ttl, renew))
 	require.True(t, w.Active())
 	require.Equal(t, 25*time.Second, w.Timeout(), "ttl - the default safety margin")
-	require.NoError(t, w.Activate(ttl, renew), "again: nothing to change but a keepalive")
+	require.NoError(t, w.Activate(ttl, renew), "again: nothing to change, no keepalive")
 	require.NoError(t, w.Keepalive())
 	// The TTL changed: the timeout follows.
 	require.NoError(t, w.Activate(40*time.Second, 10*time.Second))
@@ -125,7 +125,7 @@ func TestActivateSetsTimeoutKeepsAliveAndDisables(t *testing.T) {
 	require.NoError(t, w.Disable())
 	require.NoError(t, w.Disable(), "idempotent")
 	require.False(t, w.Active())
-	require.Equal(t, []string{"open", "timeout 25s", "keepalive", "keepalive", "keepalive", "timeout 35s", "keepalive", "close"}, d.events())
+	require.Equal(t, []string{"open", "timeout 25s", "keepalive", "keepalive", "timeout 35s", "close"}, d.events())
 }
 
 func TestSafetyMarginMinusOneIsHalfTheTTL(t *testing.T) {
