@@ -9,7 +9,8 @@
 //
 //   - node-loss failover: SIGKILL of the primary's agent and of its
 //     postmaster with every process it forked, to the first acknowledged
-//     write on another node;
+//     write on another node, and the part of it after etcd deleted the dead
+//     leader's key (lease expiry seen by a watch);
 //   - Postgres-crash recovery: SIGKILL of the primary's postmaster (and its
 //     children) alone, the agent alive, to the first acknowledged write on a
 //     postmaster started after the kill (in place, or another node);

@@ -17,6 +17,7 @@ import (
 // The figures, in table order.
 const (
 	figNodeLoss      = "node-loss failover: SIGKILL agent+postmaster -> first write on new primary"
+	figExpiry        = "  of which: leader key deleted (lease expired) -> first write"
 	figRejoin        = "killed node back as a streaming replica after its restart"
 	figCrash         = "Postgres crash (SIGKILL postmaster) -> first write on a new postmaster"
 	figSwitchDirect  = "switchover write outage, direct"
@@ -38,7 +39,7 @@ type figure struct {
 }
 
 var figures = []figure{
-	{figNodeLoss, "s"}, {figRejoin, "s"}, {figCrash, "s"},
+	{figNodeLoss, "s"}, {figExpiry, "s"}, {figRejoin, "s"}, {figCrash, "s"},
 	{figSwitchDirect, "s"}, {figSwitchHAProxy, "s"}, {figSwitchRouter, "s"},
 	{figFailHAProxy, "n"}, {figFailRouter, "n"},
 	{figOpPlain, "us"}, {figOverRouter, "%"}, {figOverHAProxy, "%"},

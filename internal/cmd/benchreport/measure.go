@@ -15,7 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/dcs/etcddcs"
 	"github.com/pgha/pgha/internal/freeport"
 	"github.com/pgha/pgha/routing"
@@ -425,6 +427,7 @@ func trials(ctx context.Context, s system, t timing, n int, w *writers, res resu
 		if _, err := w.rec.first(withTimeout(ctx, time.Minute), "write on "+pn.name, func(a ack) bool { return a.src == "node:"+pn.name && a.at.After(since) }); err != nil {
 			return err
 		}
+		deleted := watchDelete(ctx, s)
 		t0 = time.Now()
 		if err := s.killNode(p); err != nil {
 			return err
@@ -435,6 +438,16 @@ func trials(ctx context.Context, s system, t timing, n int, w *writers, res resu
 			return err
 		}
 		res.add(figNodeLoss, secs(first.at.Sub(t0)))
+		expiry := "no leader key deletion seen before the first write"
+		select {
+		case d := <-deleted:
+			if d.Before(first.at) {
+				res.add(figExpiry, secs(first.at.Sub(d)))
+				expiry = fmt.Sprintf("leader key deleted %s after the kill, first write %s after that",
+					d.Sub(t0).Round(time.Millisecond), first.at.Sub(d).Round(time.Millisecond))
+			}
+		case <-time.After(time.Second):
+		}
 		r0 := time.Now()
 		if err := s.startNode(ctx, p); err != nil {
 			return err
@@ -443,10 +456,33 @@ func trials(ctx context.Context, s system, t timing, n int, w *writers, res resu
 			return fmt.Errorf("%s did not rejoin: %w", pn.name, err)
 		}
 		res.add(figRejoin, secs(time.Since(r0)))
-		log("%s round %d: node %s killed: first write on a new primary %s later; it rejoined %s after its restart",
-			s.label(), round, pn.name, first.at.Sub(t0).Round(time.Millisecond), time.Since(r0).Round(time.Millisecond))
+		log("%s round %d: node %s killed: first write on a new primary %s later (%s); it rejoined %s after its restart",
+			s.label(), round, pn.name, first.at.Sub(t0).Round(time.Millisecond), expiry, time.Since(r0).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// watchDelete watches the system's leader key and sends the time of its
+// first deletion (the dead leader's lease expired) on the returned channel.
+// The watch ends with the first deletion, or after five minutes.
+func watchDelete(ctx context.Context, s system) <-chan time.Time {
+	cl, _, path := s.etcd()
+	out := make(chan time.Time, 1)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	ch := cl.Watch(clientv3.WithRequireLeader(wctx), path.Key(dcs.KeyLeader))
+	go func() {
+		defer cancel()
+		for resp := range ch {
+			now := time.Now()
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					out <- now
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
 
 func (w *writers) hasSrc(src string) bool {
@@ -626,7 +662,7 @@ func measureSystem(ctx context.Context, s system, t timing, n int, window time.D
 	if err != nil {
 		return res, err
 	}
-	if err := opCost(ctx, s, hp, n, 2000, res, log); err != nil {
+	if err := opCost(ctx, s, hp, n, 5000, res, log); err != nil {
 		return res, err
 	}
 	// Idle: no writer, no router, no poller; let the last checkpoint pass.
