@@ -20,7 +20,7 @@ type mem struct {
 	pos  int64
 }
 
-func cluster(leader string, status dcs.Status, ms ...mem) *dcs.Cluster {
+func snapshot(leader string, status dcs.Status, ms ...mem) *dcs.Cluster {
 	c := &dcs.Cluster{Status: status}
 	if leader != "" {
 		c.Leader = &dcs.Leader{Name: leader}
@@ -75,46 +75,46 @@ func TestDesiredSlots(t *testing.T) {
 		want     map[string]string
 		problems []string
 	}{
-		{name: "use_slots off: nothing", c: cluster("node1", published, three...), me: "node1", role: dcs.RolePrimary,
+		{name: "use_slots off: nothing", c: snapshot("node1", published, three...), me: "node1", role: dcs.RolePrimary,
 			cfg: map[string]any{"postgresql": map[string]any{"use_slots": false}}, version: pg15, want: map[string]string{}},
-		{name: "primary keeps a slot per member, expected active, no advance target needed", c: cluster("node1", published, three...),
+		{name: "primary keeps a slot per member, expected active, no advance target needed", c: snapshot("node1", published, three...),
 			me: "node1", role: dcs.RolePrimary, version: pg15,
 			want: map[string]string{"node_2": "A@0/FA", "node3": "A@0/5A"}},
-		{name: "replica keeps slots for the others (retention), inactive, advanced to /status.slots", c: cluster("node1", published, three...),
+		{name: "replica keeps slots for the others (retention), inactive, advanced to /status.slots", c: snapshot("node1", published, three...),
 			me: "node-2", role: dcs.RoleReplica, version: pg15,
 			want: map[string]string{"node1": "@0/12C", "node3": "@0/5A"}},
-		{name: "member_slots_ttl 0: a replica keeps only its cascades", c: cluster("node1", published,
+		{name: "member_slots_ttl 0: a replica keeps only its cascades", c: snapshot("node1", published,
 			mem{name: "node1"}, mem{name: "node-2"}, mem{name: "node3", tags: dcs.Tags{"replicatefrom": "node-2"}, pos: 95}),
 			me: "node-2", role: dcs.RoleReplica, cfg: map[string]any{"member_slots_ttl": 0}, version: pg15,
 			want: map[string]string{"node3": "A@0/5F"}},
-		{name: "member_slots_ttl 0: the primary skips cascades of existing members", c: cluster("node1", published,
+		{name: "member_slots_ttl 0: the primary skips cascades of existing members", c: snapshot("node1", published,
 			mem{name: "node1"}, mem{name: "node-2"}, mem{name: "node3", tags: dcs.Tags{"replicatefrom": "node-2"}}, mem{name: "node4", tags: dcs.Tags{"replicatefrom": "gone"}}),
 			me: "node1", role: dcs.RolePrimary, cfg: map[string]any{"member_slots_ttl": 0}, version: pg15,
 			want: map[string]string{"node_2": "A@0/FA", "node4": "A"}},
-		{name: "PostgreSQL 10: no retention, as with member_slots_ttl 0", c: cluster("node1", published, three...),
+		{name: "PostgreSQL 10: no retention, as with member_slots_ttl 0", c: snapshot("node1", published, three...),
 			me: "node-2", role: dcs.RoleReplica, version: 100000, want: map[string]string{}},
-		{name: "cascading member: primary's slot inactive, advanced to the member's own position", c: cluster("node1", published,
+		{name: "cascading member: primary's slot inactive, advanced to the member's own position", c: snapshot("node1", published,
 			mem{name: "node1"}, mem{name: "node-2"}, mem{name: "node3", tags: dcs.Tags{"replicatefrom": "node-2"}, pos: 95}),
 			me: "node1", role: dcs.RolePrimary, version: pg15,
 			want: map[string]string{"node_2": "A@0/FA", "node3": "@0/5F"}},
-		{name: "cascade parent expects its cascade active", c: cluster("node1", published,
+		{name: "cascade parent expects its cascade active", c: snapshot("node1", published,
 			mem{name: "node1"}, mem{name: "node-2"}, mem{name: "node3", tags: dcs.Tags{"replicatefrom": "node-2"}, pos: 95}),
 			me: "node-2", role: dcs.RoleReplica, version: pg15,
 			want: map[string]string{"node1": "@0/12C", "node3": "A@0/5F"}},
-		{name: "nostream member: no slot anywhere", c: cluster("node1", published,
+		{name: "nostream member: no slot anywhere", c: snapshot("node1", published,
 			mem{name: "node1"}, mem{name: "node-2"}, mem{name: "node3", tags: dcs.Tags{"nostream": true}}),
 			me: "node1", role: dcs.RolePrimary, version: pg15, want: map[string]string{"node_2": "A@0/FA"}},
 		{name: "nofailover node keeps only the slots of members replicating from it, and no permanent or retained ones",
-			c: cluster("node1", dcs.Status{RetainSlots: []string{"old"}},
+			c: snapshot("node1", dcs.Status{RetainSlots: []string{"old"}},
 				mem{name: "node1"}, mem{name: "node-2", tags: dcs.Tags{"nofailover": true}}, mem{name: "node3", tags: dcs.Tags{"replicatefrom": "node-2"}, pos: 7}),
 			me: "node-2", role: dcs.RoleReplica, tags: dcs.Tags{"nofailover": true}, cfg: map[string]any{"slots": map[string]any{"perm": nil}},
 			version: pg15, want: map[string]string{"node3": "A@0/7"}},
-		{name: "retained slots of absent members are kept (not my own)", c: cluster("node1",
+		{name: "retained slots of absent members are kept (not my own)", c: snapshot("node1",
 			dcs.Status{Slots: map[string]int64{"node1": 300}, RetainSlots: []string{"gone", "node1", "node_2", "Bad-Name"}}, mem{name: "node1"}, mem{name: "node-2"}),
 			me: "node-2", role: dcs.RoleReplica, version: pg15,
 			want: map[string]string{"node1": "@0/12C", "gone": "R"}},
 		{name: "permanent slots: physical on the primary (expected active), logical and bad names reported",
-			c: cluster("node1", published, three...), me: "node1", role: dcs.RolePrimary, version: pg15,
+			c: snapshot("node1", published, three...), me: "node1", role: dcs.RolePrimary, version: pg15,
 			cfg: map[string]any{"slots": map[string]any{
 				"perm": map[string]any{"type": "physical"}, "perm2": nil, "node1": nil, "node3": map[string]any{},
 				"Bad": nil, "logi": map[string]any{"database": "postgres", "plugin": "pgoutput"},
@@ -127,12 +127,12 @@ func TestDesiredSlots(t *testing.T) {
 				`permanent slot "odd": bad value x (want an object)`,
 			}},
 		{name: "permanent slots on a replica are inactive and advanced to the published position",
-			c: cluster("node1", published, three...), me: "node3", role: dcs.RoleReplica, version: pg15,
+			c: snapshot("node1", published, three...), me: "node3", role: dcs.RoleReplica, version: pg15,
 			cfg:  map[string]any{"permanent_slots": map[string]any{"perm": nil}},
 			want: map[string]string{"node1": "@0/12C", "node_2": "@0/FA", "perm": "P@0/50"}},
-		{name: "PostgreSQL 10 replica: no permanent slots", c: cluster("node1", published, three...), me: "node3", role: dcs.RoleReplica,
+		{name: "PostgreSQL 10 replica: no permanent slots", c: snapshot("node1", published, three...), me: "node3", role: dcs.RoleReplica,
 			version: 100000, cfg: map[string]any{"slots": map[string]any{"perm": nil}}, want: map[string]string{}},
-		{name: "colliding member slot names are reported", c: cluster("node1", dcs.Status{}, mem{name: "node1"}, mem{name: "a-b"}, mem{name: "a.b"}),
+		{name: "colliding member slot names are reported", c: snapshot("node1", dcs.Status{}, mem{name: "node1"}, mem{name: "a-b"}, mem{name: "a.b"}),
 			me: "node1", role: dcs.RolePrimary, version: pg15, want: map[string]string{"a_b": "A"},
 			problems: []string{`members [a-b a.b] share the replication slot name "a_b"`}},
 		{name: "no snapshot: nothing", me: "node1", role: dcs.RolePrimary, version: pg15, want: map[string]string{}},
@@ -243,13 +243,13 @@ func TestRetention(t *testing.T) {
 	var r replication.Retention
 	t0 := time.Unix(1_000_000, 0)
 	ttl := 10 * time.Second
-	c := cluster("node1", dcs.Status{}, mem{name: "node1"}, mem{name: "node-2"}, mem{name: "node3"}, mem{name: "ns", tags: dcs.Tags{"nostream": true}})
+	c := snapshot("node1", dcs.Status{}, mem{name: "node1"}, mem{name: "node-2"}, mem{name: "node3"}, mem{name: "ns", tags: dcs.Tags{"nostream": true}})
 	perm := map[string]any{"perm": nil}
 	pub := map[string]int64{"node1": 9, "node_2": 5, "node3": 5, "perm": 3, "ns": 1, "other": 2}
 
 	require.Equal(t, []string{"node1", "node3", "node_2"}, r.Update(c, "node1", pub, perm, ttl, t0))
 	// node3 leaves: kept until ttl after it was last seen.
-	c2 := cluster("node1", dcs.Status{}, mem{name: "node1"}, mem{name: "node-2"})
+	c2 := snapshot("node1", dcs.Status{}, mem{name: "node1"}, mem{name: "node-2"})
 	pub2 := map[string]int64{"node1": 9, "node_2": 5, "node3": 5}
 	require.Equal(t, []string{"node1", "node3", "node_2"}, r.Update(c2, "node1", pub2, perm, ttl, t0.Add(5*time.Second)))
 	require.Equal(t, []string{"node1", "node3", "node_2"}, r.Update(c2, "node1", pub2, perm, ttl, t0.Add(9*time.Second)))
