@@ -139,6 +139,12 @@ type Config struct {
 
 	// API secures the REST API's unsafe endpoints.
 	API APIConfig
+	// SlotWALWarning is how much WAL (bytes) a replication slot may hold
+	// back before the node logs a warning and counts it in the
+	// pgha_replication_slots_over_wal_threshold metric: a slot whose
+	// standby never comes back keeps every WAL file until the disk is
+	// full. Default DefaultSlotWALWarning (1 GiB); negative: no warning.
+	SlotWALWarning int64
 
 	// Logger receives the node's logs. nil means no logging.
 	Logger hclog.Logger

@@ -354,7 +354,7 @@ func (n *Node) initialConfig() map[string]any {
 	return map[string]any{
 		"ttl": int64(n.dyn.TTL / time.Second), "loop_wait": int64(n.dyn.LoopWait / time.Second),
 		"retry_timeout": int64(n.dyn.RetryTimeout / time.Second), "maximum_lag_on_failover": n.dyn.MaximumLagOnFailover,
-		"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": false},
+		"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": true},
 	}
 }
 
@@ -417,9 +417,9 @@ func (n *Node) leaderRoutine(ctx context.Context, l failover.Local) {
 		}
 	}
 	n.setRole(dcs.RolePrimary)
-	if pos := l.FlushLSN; pos != n.lastStatus {
-		if err := n.store.SetStatus(ctx, dcs.Status{Optime: pos}); err == nil {
-			n.lastStatus = pos
+	if st, key := n.slotStatus(l.FlushLSN); key != n.lastStatus {
+		if err := n.store.SetStatus(ctx, st); err == nil {
+			n.lastStatus = key
 		} else if errors.Is(err, dcs.ErrNotLeader) {
 			n.fenceNow("the leader key is no longer mine")
 		}

@@ -112,6 +112,7 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 		line := d.String()
 		n.hook(func() { h(line) })
 	}
+	n.syncSlots(ctx, cluster, in.Local) // before execute: primary_slot_name is set before a replica starts
 	n.execute(ctx, d, cluster, in.Local)
 	n.afterCycle(in.Local)
 	n.publishMember(ctx)

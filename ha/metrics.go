@@ -56,8 +56,13 @@ var metricDefs = []metricDef{
 	{"patroni_quorum_standby", "Value is 1 if this node is a quorum standby replica, 0 otherwise.", false, func(*Status) float64 { return 0 }},
 	{"patroni_xlog_received_location", "Current location of the received Postgres transaction log, 0 if this node is not a replica.", true, func(s *Status) float64 { return float64(s.ReceivedLocation) }},
 	{"patroni_xlog_replayed_location", "Current location of the replayed Postgres transaction log, 0 if this node is not a replica.", true, func(s *Status) float64 { return float64(s.ReplayedLocation) }},
-	{"patroni_xlog_replayed_timestamp", "Current timestamp of the replayed Postgres transaction log, 0 if null.", false, func(*Status) float64 { return 0 }},
-	{"patroni_xlog_paused", "Value is 1 if the Postgres xlog is paused, 0 otherwise.", false, func(*Status) float64 { return 0 }},
+	{"patroni_xlog_replayed_timestamp", "Current timestamp of the replayed Postgres transaction log, 0 if null.", false, func(s *Status) float64 {
+		if s.ReplayedTimestamp == nil || !s.InRecovery {
+			return 0
+		}
+		return float64(s.ReplayedTimestamp.UnixNano()) / 1e9
+	}},
+	{"patroni_xlog_paused", "Value is 1 if the Postgres xlog is paused, 0 otherwise.", false, func(s *Status) float64 { return b2f(s.InRecovery && s.ReplayPaused) }},
 	{"patroni_postgres_streaming", "Value is 1 if Postgres is streaming, 0 otherwise.", false, func(s *Status) float64 { return b2f(s.ReplicationState == "streaming") }},
 	{"patroni_postgres_in_archive_recovery", "Value is 1 if Postgres is replicating from archive, 0 otherwise.", false, func(s *Status) float64 { return b2f(s.ReplicationState == "in archive recovery") }},
 	{"patroni_postgres_server_version", "Version of Postgres (if running), 0 otherwise.", false, func(s *Status) float64 {
@@ -133,6 +138,7 @@ func (h *apiHandler) metrics(w http.ResponseWriter, r *http.Request) {
 	h.node.metricsOnce.Do(func() {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(newStatusCollector(h.node.liveStatus, h.node.cfg.Scope, h.node.cfg.Name))
+		reg.MustRegister(newSlotCollector(h.node))
 		h.node.metricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	})
 	h.node.metricsHandler.ServeHTTP(w, r)

@@ -98,6 +98,9 @@ type Node struct {
 	observed    pg.Status
 	syncRep     syncLoop // synchronous mode, owned by the loop goroutine
 
+	// replication slots and the replication view (slots.go)
+	slots slotState
+
 	// callbacks and the watchdog (callbacks.go, watchdog.go)
 	scripts        *scripts
 	wd             *watchdog.Watchdog

@@ -141,7 +141,7 @@ func (s *Status) patroniJSON() []byte {
 				"received_location":  s.ReceivedLocation,
 				"replayed_location":  s.ReplayedLocation,
 				"replayed_timestamp": nil,
-				"paused":             false,
+				"paused":             s.ReplayPaused,
 			}
 			if s.ReplayedTimestamp != nil {
 				m["xlog"].(map[string]any)["replayed_timestamp"] = s.ReplayedTimestamp.Format(pgTimeLayout)

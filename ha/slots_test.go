@@ -1,0 +1,195 @@
+package ha_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/dcs/etcddcs"
+	"github.com/pgha/pgha/ha"
+	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/pg"
+)
+
+// syncBuffer is a log sink the test can read while the node writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// scrape returns the node's /metrics parsed.
+func scrape(t *testing.T, h *ha.Node) map[string]*dto {
+	t.Helper()
+	srv := httptest.NewServer(h.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	require.NoError(t, err)
+	out := map[string]*dto{}
+	for name, f := range fams {
+		d := &dto{byLabel: map[string]float64{}}
+		for _, m := range f.GetMetric() {
+			v := m.GetGauge().GetValue()
+			key := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "slot" || l.GetName() == "standby" {
+					key = l.GetValue()
+				}
+			}
+			d.byLabel[key] = v
+		}
+		out[name] = d
+	}
+	return out
+}
+
+type dto struct{ byLabel map[string]float64 }
+
+// TestSlotsSingleNode: a primary with a permanent slot nobody consumes.
+// The slot is created, never advanced on the primary, published in
+// /status; once it holds more WAL than Config.SlotWALWarning the node
+// warns and the metrics say so.
+func TestSlotsSingleNode(t *testing.T) {
+	pgtest.BinDir(t)
+	ctx := context.Background()
+	path := dcs.Path{Namespace: "pgha-ha-test", Scope: fmt.Sprintf("slots%d", time.Now().UnixNano())}
+	cfg := pgtest.Config(t, "slotnode")
+	inst := pgtest.New(t, cfg)
+	store, err := etcddcs.New(ctx, etcddcs.Config{Endpoints: []string{"http://" + etcd.Addr}, Path: path, Name: "slotnode",
+		RetryTimeout: 2 * time.Second, Logger: pgtest.Logger(t, "dcs")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	logs := &syncBuffer{}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "slotnode", Output: io.MultiWriter(logs, testWriter{t}), Level: hclog.Info})
+	node, err := ha.New(ha.Config{
+		Name: "slotnode", Scope: path.Scope, Store: store, Postgres: inst, APIURL: "http://127.0.0.1:1/patroni",
+		Bootstrap: &ha.Bootstrap{Initdb: pg.InitdbOptions{NoSync: true}, DCS: map[string]any{
+			"ttl": 3, "loop_wait": 1, "retry_timeout": 1,
+			"slots": map[string]any{"perm": map[string]any{"type": "physical"}, "logi": map[string]any{"database": "postgres", "plugin": "pgoutput"}},
+		}},
+		SlotWALWarning: 4 << 20,
+		Logger:         logger,
+	})
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- node.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Error("Run did not return")
+		}
+	})
+
+	// The permanent physical slot exists and is published with the
+	// leader's own position; the logical one is reported, not created.
+	var st dcs.Status
+	pgtest.Eventually(t, 90*time.Second, func() error {
+		v := node.Replication()
+		if v == nil || len(v.Slots) != 1 || v.Slots[0].Name != "perm" {
+			return fmt.Errorf("slots: %v", v)
+		}
+		c, err := store.Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		st = c.Status
+		if st.Slots["perm"] == 0 || st.Slots["slotnode"] == 0 {
+			return fmt.Errorf("/status: %+v", st)
+		}
+		return nil
+	})
+	require.Contains(t, node.Replication().Problems, `permanent slot "logi": logical permanent slots are not supported by pgha yet; not created`)
+	require.Contains(t, logs.String(), "logical permanent slots are not supported")
+	require.NotContains(t, logs.String(), "holds back more WAL than the warning threshold")
+	m := scrape(t, node)
+	require.Equal(t, 0.0, m["pgha_replication_slots_over_wal_threshold"].byLabel[""])
+	require.Equal(t, float64(4<<20), m["pgha_replication_slot_wal_threshold_bytes"].byLabel[""])
+
+	// Write 8 MB of WAL: the unconsumed slot keeps all of it.
+	cn, err := conn(ctx, inst)
+	require.NoError(t, err)
+	defer cn.Close(ctx)
+	_, err = cn.Exec(ctx, "CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 12000) g")
+	require.NoError(t, err)
+	_, err = cn.Exec(ctx, "CHECKPOINT")
+	require.NoError(t, err)
+	pgtest.Eventually(t, 60*time.Second, func() error {
+		v := node.Replication()
+		if v == nil || len(v.OverThreshold) != 1 {
+			return fmt.Errorf("not over the threshold yet: %s", v)
+		}
+		if !strings.Contains(logs.String(), "holds back more WAL than the warning threshold") {
+			return fmt.Errorf("no warning logged yet")
+		}
+		return nil
+	})
+	v := node.Replication()
+	require.Equal(t, []string{"perm"}, v.OverThreshold)
+	require.Greater(t, v.Slots[0].RetainedBytes, int64(4<<20))
+	m = scrape(t, node)
+	require.Equal(t, 1.0, m["pgha_replication_slots_over_wal_threshold"].byLabel[""])
+	require.Greater(t, m["pgha_replication_slot_retained_wal_bytes"].byLabel["perm"], float64(4<<20))
+	// On the primary the slot is expected active: its position stays
+	// where it was created, /status publishes that.
+	c, err := store.Cluster(ctx)
+	require.NoError(t, err)
+	require.Equal(t, st.Slots["perm"], c.Status.Slots["perm"])
+	require.Greater(t, c.Status.Slots["slotnode"], st.Slots["slotnode"])
+
+	// Removing it from /config drops it; the warning clears.
+	data := map[string]any{}
+	for k, v := range c.Config.Data {
+		data[k] = v
+	}
+	delete(data, "slots")
+	_, err = store.SetConfig(ctx, data, dcs.IfRevision(c.Config.ModRevision))
+	require.NoError(t, err)
+	pgtest.Eventually(t, 60*time.Second, func() error {
+		v := node.Replication()
+		if v == nil || len(v.Slots) != 0 || len(v.OverThreshold) != 0 {
+			return fmt.Errorf("slots: %s", v)
+		}
+		return nil
+	})
+	require.Contains(t, logs.String(), "dropped replication slot")
+	require.Contains(t, logs.String(), "back under the WAL warning threshold")
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
