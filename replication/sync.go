@@ -173,11 +173,14 @@ func NextSyncStep(in SyncInput) Step {
 	return Step{}
 }
 
-// pick chooses up to NodeCount standbys: highest sync_priority first,
+// pick chooses up to NodeCount streaming standbys: highest sync_priority first,
 // current synchronous ones before others, most advanced first, nofailover
 // members last; maximum_lag_on_syncnode drops those too far behind.
 func pick(in SyncInput) []string {
-	cs := slices.Clone(in.Candidates)
+	// Only streaming standbys: a WAL sender in startup or catchup (a standby
+	// that connects and fails, say, because its timeline diverged) comes and
+	// goes, and picking it would make the names flap.
+	cs := slices.DeleteFunc(slices.Clone(in.Candidates), func(c Candidate) bool { return !c.Streaming })
 	rank := func(s string) int {
 		switch s {
 		case "sync", "quorum":

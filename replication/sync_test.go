@@ -121,6 +121,10 @@ func TestNextSyncStep(t *testing.T) {
 			in.Sync, in.MaxLag, in.Names = sync(), 100, names("n2")
 			in.Candidates = []Candidate{streaming("n2", "async", 10)}
 		}, StepSetNames, nil, ""},
+		{"a standby not streaming is not picked", func(in *SyncInput) {
+			in.Sync = sync()
+			in.Candidates = []Candidate{{Name: "n2", SyncState: "async", LSN: 1000, Priority: 1}}
+		}, StepNone, nil, ""},
 		{"quorum runs as priority", func(in *SyncInput) {
 			in.Mode, in.Sync = dcs.SyncQuorum, sync()
 			in.Candidates = []Candidate{streaming("n2", "async", 1000)}
