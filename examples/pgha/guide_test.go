@@ -172,7 +172,7 @@ watchdog:
 		assert.Contains(t, r.stdout, want)
 	}
 	r = pgha(t, "", "run", "--validate-config", "testdata/patroni_node1.yml")
-	assert.Contains(t, r.stdout, "warning: patroni_node1.yml:23: bootstrap.dcs.postgresql.use_slots")
+	assert.NotContains(t, r.stdout, "use_slots", "use_slots is implemented: no warning")
 	r = pgha(t, "", "run", bad)
 	assert.Equal(t, 2, r.code, r)
 	assert.Contains(t, r.stderr, "restapi.listen")

@@ -651,11 +651,6 @@ func checkDynamic(d *decoder, key string, m map[string]any) {
 				d.warn(join(key, "postgresql."+k), "not used by pgha from the dynamic configuration")
 			}
 		}
-		if dyn.UseSlots {
-			if _, set := pgm["use_slots"]; set {
-				d.warn(join(key, "postgresql.use_slots"), "not implemented yet: pgha does not create replication slots (issue: replication); replicas stream without slots")
-			}
-		}
 	}
 }
 
