@@ -184,6 +184,7 @@ func (n *Node) fencer(ctx context.Context) {
 			n.dropLeadership(why)
 			n.mu.Lock()
 			n.fenced = true
+			n.events.fences.Add(1)
 			n.mu.Unlock()
 			if _, running := n.pg.Running(); running {
 				n.log.Error("fencing: stopping postgres immediately", "reason", why)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -139,7 +140,38 @@ func (h *apiHandler) metrics(w http.ResponseWriter, r *http.Request) {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(newStatusCollector(h.node.liveStatus, h.node.cfg.Scope, h.node.cfg.Name))
 		reg.MustRegister(newSlotCollector(h.node))
+		reg.MustRegister(newEventCollector(&h.node.events, h.node.cfg.Scope, h.node.cfg.Name))
 		h.node.metricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	})
 	h.node.metricsHandler.ServeHTTP(w, r)
+}
+
+// eventCounters count events a snapshot cannot show (they come and go
+// between scrapes). They are exported with pgha_ names beside Patroni's
+// metrics.
+type eventCounters struct {
+	// fences counts the times the fence fired while the node led: its lease
+	// could not be renewed before the deadline, or the leader key was
+	// found to be another's. Each time, leadership was dropped and Postgres
+	// stopped at once if it ran.
+	fences atomic.Int64
+}
+
+// eventCollector exports eventCounters.
+type eventCollector struct {
+	c      *eventCounters
+	fences *prometheus.Desc
+}
+
+func newEventCollector(c *eventCounters, scope, name string) *eventCollector {
+	labels := prometheus.Labels{"scope": scope, "name": name}
+	return &eventCollector{c: c, fences: prometheus.NewDesc("pgha_fence_events_total",
+		"Times the fence fired while this node led (lease not renewed before its deadline, or the leader key lost): leadership dropped and Postgres stopped immediately.",
+		nil, labels)}
+}
+
+func (e *eventCollector) Describe(ch chan<- *prometheus.Desc) { ch <- e.fences }
+
+func (e *eventCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(e.fences, prometheus.CounterValue, float64(e.c.fences.Load()))
 }

@@ -75,7 +75,8 @@ type Node struct {
 	deadline     time.Time // lease deadline while leading
 	fenceTimer   clock.Timer
 	leaderCancel context.CancelFunc
-	fenced       bool // the fence stopped Postgres since the last decision
+	fenced       bool          // the fence stopped Postgres since the last decision
+	events       eventCounters // pgha_* event counters for /metrics (metrics.go)
 
 	// loop state, owned by the loop goroutine
 	mem         failover.Memory
