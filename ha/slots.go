@@ -168,8 +168,16 @@ func (n *Node) syncSlots(ctx context.Context, c *dcs.Cluster, l failover.Local) 
 				retain := st.retention.Update(c, n.cfg.Name, pub, cfg.Slots, cfg.MemberSlotsTTL, now)
 				st.published = &dcs.Status{Slots: pub, RetainSlots: retain}
 			}
-		} else if leading && !snap.InRecovery {
-			st.leading, st.published = true, &dcs.Status{}
+		} else if c != nil && c.Config != nil {
+			if acts := replication.PlanSlotsDisabled(c, slots, cfg.Pause, cfg.IgnoreSlots); len(acts) > 0 {
+				n.applySlotActions(ctx, conn, acts)
+				if slots, err = pg.ListSlots(ctx, conn); err != nil {
+					return err
+				}
+			}
+			if leading && !snap.InRecovery {
+				st.leading, st.published = true, &dcs.Status{}
+			}
 		}
 		view.Slots = slots
 		return nil
@@ -180,6 +188,26 @@ func (n *Node) syncSlots(ctx context.Context, c *dcs.Cluster, l failover.Local) 
 	}
 	n.checkSlotWAL(view)
 	st.view.Store(view)
+	n.repointToSlot(ctx, c, l, view.Snapshot, want)
+}
+
+// repointToSlot rewrites the standby settings of a replica that streams
+// through another slot than the one it should use (use_slots was turned on
+// or off while it ran): its slot on the upstream would otherwise hold WAL
+// that nobody consumes. The WAL receiver reconnects with the new setting.
+func (n *Node) repointToSlot(ctx context.Context, c *dcs.Cluster, l failover.Local, snap replication.Snapshot, want string) {
+	r := snap.Receiver
+	if !snap.InRecovery || r == nil || r.Status != "streaming" || r.SlotName == want || l.Upstream == "" || c == nil {
+		return
+	}
+	up, err := upstreamOf(c, l.Upstream)
+	if err != nil {
+		return
+	}
+	n.log.Info("re-pointing the replica: its primary_slot_name changes", "upstream", l.Upstream, "slot", want, "was", r.SlotName)
+	if err := n.pg.ConfigureStandby(ctx, up); err != nil {
+		n.log.Warn("re-pointing the replica to change its primary_slot_name", "error", err)
+	}
 }
 
 // applySlotActions carries out the plan; a failed step is logged and the

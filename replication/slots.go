@@ -521,3 +521,30 @@ func (r *Retention) Update(c *dcs.Cluster, me string, published map[string]int64
 	sort.Strings(out)
 	return out
 }
+
+// PlanSlotsDisabled is PlanSlots for a cluster whose use_slots is off:
+// pgha drops the inactive physical slots named after members (or listed in
+// /status.retain_slots), which it created while slots were on and which no
+// replica streams through any more, so they would hold WAL forever. Other
+// slots are left alone: unlike Patroni, which drops every slot not matched
+// by ignore_slots when use_slots is off. Nothing is dropped while paused.
+func PlanSlotsDisabled(c *dcs.Cluster, existing []pg.ReplicationSlot, paused bool, ignore []any) []SlotAction {
+	if paused || c == nil {
+		return nil
+	}
+	owned := map[string]bool{}
+	for _, m := range c.Members {
+		owned[pg.SlotName(m.Name)] = true
+	}
+	for _, s := range c.Status.RetainSlots {
+		owned[s] = true
+	}
+	var out []SlotAction
+	for _, s := range existing {
+		if owned[s.Name] && s.Type == SlotPhysical && !s.Active && !s.Temporary && !IgnoreSlot(ignore, s) {
+			out = append(out, SlotAction{Kind: ActionDrop, Slot: s.Name, Reason: "use_slots is off"})
+		}
+	}
+	sortActions(out)
+	return out
+}

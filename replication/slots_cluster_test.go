@@ -183,6 +183,36 @@ func TestSlotsOnCluster(t *testing.T) {
 		})
 	})
 
+	t.Run("use_slots off drops the member slots, on brings them back", func(t *testing.T) {
+		require.NoError(t, c.SetConfig(ctx, map[string]any{"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": false}}))
+		for _, n := range c.Nodes() {
+			waitSlots(t, n)
+		}
+		eventually(t, time.Minute, func(ctx context.Context) error {
+			streaming, err := p.Streaming(ctx)
+			if err != nil {
+				return err
+			}
+			if len(streaming) != 2 {
+				return fmt.Errorf("streaming from %s without slots: %v", p.Name, streaming)
+			}
+			return nil
+		})
+		require.NoError(t, c.SetConfig(ctx, map[string]any{"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": true}}))
+		eventually(t, 2*time.Minute, func(ctx context.Context) error {
+			got, err := slotsOn(ctx, p)
+			if err != nil {
+				return err
+			}
+			want := []string{slot(rs[0]) + ":true", slot(rs[1]) + ":true"}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("primary slots %v, want both active %v", got, want)
+			}
+			return nil
+		})
+	})
+
 	t.Run("permanent slots on every node survive failover", func(t *testing.T) {
 		require.NoError(t, c.SetConfig(ctx, map[string]any{"slots": map[string]any{"perm_a": map[string]any{"type": "physical"}, "perm_b": nil}}))
 		waitSlots(t, p, slot(rs[0]), slot(rs[1]), "perm_a", "perm_b")

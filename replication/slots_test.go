@@ -285,3 +285,17 @@ func TestIgnoreSlot(t *testing.T) {
 	}
 	assert.False(t, replication.IgnoreSlot(nil, s))
 }
+
+func TestPlanSlotsDisabled(t *testing.T) {
+	c := snapshot("node1", dcs.Status{RetainSlots: []string{"gone"}}, mem{name: "node1"}, mem{name: "node-2"}, mem{name: "node3"})
+	existing := []pg.ReplicationSlot{slot("node_2", 5), slot("node3", 5, active), slot("gone", 5), slot("user", 5),
+		slot("node1", 5, logical), slot("ign", 5)}
+	var got []string
+	for _, a := range replication.PlanSlotsDisabled(c, existing, false, []any{map[string]any{"name": "gone"}}) {
+		got = append(got, a.String())
+	}
+	assert.Equal(t, []string{"drop node_2 (use_slots is off)"}, got)
+	assert.Len(t, replication.PlanSlotsDisabled(c, existing, false, nil), 2, "gone too without ignore_slots")
+	assert.Empty(t, replication.PlanSlotsDisabled(c, existing, true, nil), "paused")
+	assert.Empty(t, replication.PlanSlotsDisabled(nil, existing, false, nil))
+}
