@@ -19,8 +19,11 @@
 //     to the first by the new one, directly, through HAProxy (configured as
 //     in the users' guide: /primary health checks) and through the router,
 //     with the failed transactions of each path;
-//   - per-operation cost (acquire, SELECT 1, release) through the router and
-//     through HAProxy against a plain pgxpool on the primary;
+//   - per-operation cost (acquire, SELECT 1, release) through a plain
+//     pgxpool on the primary, the router and HAProxy, interleaved op by op
+//     (at least 5 runs of 5000 operations), their ratios to the plain pool
+//     within each run, and each system's own write path compared: pgha's
+//     router against Patroni's HAProxy;
 //   - agent RSS and idle CPU per node, from /proc (the agent's process and
 //     its descendants that are not PostgreSQL);
 //   - etcd requests per second per node at idle: the embedded etcd's

@@ -26,8 +26,11 @@ const (
 	figFailHAProxy   = "failed transactions during a switchover, through HAProxy"
 	figFailRouter    = "failed transactions during a switchover, through the router"
 	figOpPlain       = "acquire+SELECT 1+release, plain pgxpool on the primary"
-	figOverRouter    = "overhead of the pgha router vs plain pgxpool"
-	figOverHAProxy   = "overhead of HAProxy (TCP) vs plain pgxpool"
+	figOpRouter      = "acquire+SELECT 1+release through the pgha router"
+	figOpHAProxy     = "acquire+SELECT 1+release through HAProxy (TCP)"
+	figOverRouter    = "router time / plain pgxpool time (same run)"
+	figOverHAProxy   = "HAProxy time / plain pgxpool time (same run)"
+	figPathCmp       = "write path: pgha router (pgha) vs HAProxy (Patroni)"
 	figRSS           = "agent RSS per node"
 	figCPU           = "agent idle CPU per node (% of one core)"
 	figEtcd          = "etcd requests/s per node at idle (gRPC messages received)"
@@ -42,7 +45,8 @@ var figures = []figure{
 	{figNodeLoss, "s"}, {figExpiry, "s"}, {figRejoin, "s"}, {figCrash, "s"},
 	{figSwitchDirect, "s"}, {figSwitchHAProxy, "s"}, {figSwitchRouter, "s"},
 	{figFailHAProxy, "n"}, {figFailRouter, "n"},
-	{figOpPlain, "us"}, {figOverRouter, "%"}, {figOverHAProxy, "%"},
+	{figOpPlain, "us"}, {figOpRouter, "us"}, {figOpHAProxy, "us"},
+	{figOverRouter, "x"}, {figOverHAProxy, "x"}, {figPathCmp, "us"},
 	{figRSS, "MiB"}, {figCPU, "%"}, {figEtcd, "/s"},
 }
 
@@ -149,6 +153,8 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.0f µs", v)
 	case "%":
 		return fmt.Sprintf("%.1f %%", v)
+	case "x":
+		return fmt.Sprintf("%.2fx", v)
 	case "MiB":
 		return fmt.Sprintf("%.1f MiB", v)
 	case "/s":

@@ -612,11 +612,19 @@ func opCost(ctx context.Context, s system, hp *haproxy, n, ops int, res results,
 			per[k] = float64(total[k].Microseconds()) / float64(ops)
 		}
 		res.add(figOpPlain, per[0])
-		res.add(figOverRouter, 100*(per[1]/per[0]-1))
+		res.add(figOpRouter, per[1])
+		res.add(figOverRouter, per[1]/per[0])
 		line := fmt.Sprintf("pgxpool %.0f µs, router %.0f µs", per[0], per[1])
 		if len(per) > 2 {
-			res.add(figOverHAProxy, 100*(per[2]/per[0]-1))
+			res.add(figOpHAProxy, per[2])
+			res.add(figOverHAProxy, per[2]/per[0])
 			line += fmt.Sprintf(", HAProxy %.0f µs", per[2])
+		}
+		// Each system's own write path: pgha's router, Patroni's HAProxy.
+		if s.label() == "pgha" {
+			res.add(figPathCmp, per[1])
+		} else if len(per) > 2 {
+			res.add(figPathCmp, per[2])
 		}
 		log("%s per-op cost (%d ops each): %s", s.label(), ops, line)
 	}
@@ -662,7 +670,7 @@ func measureSystem(ctx context.Context, s system, t timing, n int, window time.D
 	if err != nil {
 		return res, err
 	}
-	if err := opCost(ctx, s, hp, n, 5000, res, log); err != nil {
+	if err := opCost(ctx, s, hp, max(n, 5), 5000, res, log); err != nil {
 		return res, err
 	}
 	// Idle: no writer, no router, no poller; let the last checkpoint pass.
