@@ -277,3 +277,90 @@ func TestSlotsOnCluster(t *testing.T) {
 		require.NotContains(t, cl.Status.RetainSlots, slot(gone))
 	})
 }
+
+// TestSlotsKillPrimary SIGKILLs the primary of a 3-node cluster of node
+// processes using slots: the new primary already holds a slot for every
+// other member (it kept them as a replica), and once the killed node is
+// started again (rewound if it diverged) both replicas stream through
+// their slots on the new primary, with every row.
+func TestSlotsKillPrimary(t *testing.T) {
+	bin := pgtest.BinDir(t)
+	ctx := context.Background()
+	bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer bcancel()
+	proc, err := cluster.BuildNodeProc(bctx, t.TempDir())
+	if err != nil {
+		t.Skipf("cannot build nodeproc: %v", err)
+	}
+	c, err := cluster.New(ctx, cluster.Options{
+		Nodes: 3, Mode: cluster.Processes, NodeProc: proc, BinDir: bin, Logger: pgtest.Logger(t, "harness"),
+		Dynamic: map[string]any{"ttl": 3, "loop_wait": 1, "retry_timeout": 1,
+			"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": true}},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	p, err := c.WaitStable(wctx)
+	require.NoError(t, err)
+	slot := func(n *cluster.Node) string { return pg.SlotName(n.Name) }
+	rs := others(c, p)
+	waitSlots(t, p, slot(rs[0]), slot(rs[1]))
+	for _, r := range rs {
+		waitSlots(t, r, slot(p), slot(others(c, p, r)[0]))
+	}
+	require.NoError(t, p.Exec(ctx, "CREATE TABLE k (v int)"))
+	for i := range 50 {
+		require.NoError(t, p.Exec(ctx, "INSERT INTO k VALUES ($1)", i))
+	}
+	// Replication is asynchronous: wait for the replicas to have the rows,
+	// so that the count checked at the end does not depend on the race.
+	for _, r := range rs {
+		eventually(t, time.Minute, func(ctx context.Context) error {
+			v, err := r.QueryInt(ctx, "SELECT count(*) FROM k")
+			if err != nil || v != 50 {
+				return fmt.Errorf("%s has %d rows (%v)", r.Name, v, err)
+			}
+			return nil
+		})
+	}
+
+	require.NoError(t, p.Kill())
+	np, err := c.WaitPrimary(wctx, p)
+	require.NoError(t, err)
+	other := others(c, p, np)[0]
+	got, err := slotsOn(ctx, np)
+	require.NoError(t, err)
+	require.Subset(t, names(got), []string{slot(p), slot(other)}, "the new primary kept the slots it had as a replica")
+	for i := 50; i < 60; i++ {
+		require.NoError(t, np.Exec(ctx, "INSERT INTO k VALUES ($1)", i))
+	}
+
+	require.NoError(t, p.Start(ctx))
+	_, err = c.WaitStable(wctx)
+	require.NoError(t, err)
+	eventually(t, 2*time.Minute, func(ctx context.Context) error {
+		got, err := slotsOn(ctx, np)
+		if err != nil {
+			return err
+		}
+		want := []string{slot(other) + ":true", slot(p) + ":true"}
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("new primary slots %v, want %v", got, want)
+		}
+		return nil
+	})
+	for _, n := range []*cluster.Node{p, other} {
+		eventually(t, time.Minute, func(ctx context.Context) error {
+			v, err := n.QueryInt(ctx, "SELECT count(*) FROM k")
+			if err != nil {
+				return err
+			}
+			if v != 60 {
+				return fmt.Errorf("%s has %d rows", n.Name, v)
+			}
+			return nil
+		})
+	}
+}
