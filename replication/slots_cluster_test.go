@@ -294,7 +294,7 @@ func TestSlotsKillPrimary(t *testing.T) {
 	}
 	c, err := cluster.New(ctx, cluster.Options{
 		Nodes: 3, Mode: cluster.Processes, NodeProc: proc, BinDir: bin, Logger: pgtest.Logger(t, "harness"),
-		Dynamic: map[string]any{"ttl": 3, "loop_wait": 1, "retry_timeout": 1,
+		Dynamic: map[string]any{"ttl": 3, "loop_wait": 1, "retry_timeout": 1, "slots": map[string]any{"perm_k": nil},
 			"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": true}},
 	})
 	require.NoError(t, err)
@@ -305,9 +305,9 @@ func TestSlotsKillPrimary(t *testing.T) {
 	require.NoError(t, err)
 	slot := func(n *cluster.Node) string { return pg.SlotName(n.Name) }
 	rs := others(c, p)
-	waitSlots(t, p, slot(rs[0]), slot(rs[1]))
+	waitSlots(t, p, slot(rs[0]), slot(rs[1]), "perm_k")
 	for _, r := range rs {
-		waitSlots(t, r, slot(p), slot(others(c, p, r)[0]))
+		waitSlots(t, r, slot(p), slot(others(c, p, r)[0]), "perm_k")
 	}
 	require.NoError(t, p.Exec(ctx, "CREATE TABLE k (v int)"))
 	for i := range 50 {
@@ -331,7 +331,7 @@ func TestSlotsKillPrimary(t *testing.T) {
 	other := others(c, p, np)[0]
 	got, err := slotsOn(ctx, np)
 	require.NoError(t, err)
-	require.Subset(t, names(got), []string{slot(p), slot(other)}, "the new primary kept the slots it had as a replica")
+	require.Subset(t, names(got), []string{slot(p), slot(other), "perm_k"}, "the new primary kept the slots it had as a replica")
 	for i := 50; i < 60; i++ {
 		require.NoError(t, np.Exec(ctx, "INSERT INTO k VALUES ($1)", i))
 	}
@@ -344,7 +344,7 @@ func TestSlotsKillPrimary(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		want := []string{slot(other) + ":true", slot(p) + ":true"}
+		want := []string{slot(other) + ":true", slot(p) + ":true", "perm_k:false"}
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
 			return fmt.Errorf("new primary slots %v, want %v", got, want)
