@@ -71,6 +71,10 @@ type Callbacks struct {
 	Timeout time.Duration
 }
 
+// Validate reports every command that cannot be split and a negative
+// Timeout.
+func (c Callbacks) Validate() error { return errors.Join(c.validate()...) }
+
 func (c Callbacks) validate() []error {
 	var errs []error
 	for _, f := range []struct{ name, cmd string }{
@@ -78,7 +82,7 @@ func (c Callbacks) validate() []error {
 		{ActionOnReload, c.OnReload}, {ActionOnRoleChange, c.OnRoleChange},
 		{"pre_promote", c.PrePromote}, {"before_stop", c.BeforeStop},
 	} {
-		if _, err := splitCommand(f.cmd); err != nil {
+		if _, err := SplitCommand(f.cmd); err != nil {
 			errs = append(errs, fmt.Errorf("ha: Callbacks %s: %w", f.name, err))
 		}
 	}
@@ -104,12 +108,12 @@ func (c Callbacks) command(action string) string {
 	return ""
 }
 
-// splitCommand splits a command line as a POSIX shell (and Python's
-// shlex.split) does: whitespace separates words, single quotes keep
+// SplitCommand splits a callback's command line as a POSIX shell (and
+// Python's shlex.split, which Patroni uses) does: whitespace separates words, single quotes keep
 // everything literally, double quotes keep everything but a backslash
 // before ", \, $, ` or a newline, and a backslash outside quotes keeps the
 // next character. No expansion happens.
-func splitCommand(s string) ([]string, error) {
+func SplitCommand(s string) ([]string, error) {
 	var out []string
 	var cur strings.Builder
 	inWord := false
@@ -237,7 +241,7 @@ func (s *scripts) fire(action, role string) {
 	if line == "" {
 		return
 	}
-	args, err := splitCommand(line)
+	args, err := SplitCommand(line)
 	if err != nil || len(args) == 0 {
 		s.log.Error("cannot run callback", "action", action, "command", line, "error", err)
 		return
@@ -280,7 +284,7 @@ func (s *scripts) fire(action, role string) {
 // arguments, bounded by ctx and timeout; its process group is killed when
 // either ends first.
 func (s *scripts) run(ctx context.Context, what, line string, timeout time.Duration) error {
-	args, err := splitCommand(line)
+	args, err := SplitCommand(line)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

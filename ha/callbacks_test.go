@@ -26,12 +26,12 @@ func TestSplitCommandIsShellStyle(t *testing.T) {
 		`/bin/cb ''`:                     {"/bin/cb", ""},
 		"/bin/cb\ttab\nnl":               {"/bin/cb", "tab", "nl"},
 	} {
-		got, err := splitCommand(in)
+		got, err := SplitCommand(in)
 		require.NoError(t, err, in)
 		require.Equal(t, want, got, in)
 	}
 	for _, bad := range []string{`/bin/cb 'open`, `/bin/cb "open`, `/bin/cb \`} {
-		_, err := splitCommand(bad)
+		_, err := SplitCommand(bad)
 		require.Error(t, err, bad)
 	}
 }

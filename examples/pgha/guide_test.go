@@ -107,7 +107,6 @@ func TestGuideConfigStartsANode(t *testing.T) {
 	require.NoError(t, err)
 	for _, want := range []string{
 		"bootstrap.users: not supported",
-		"watchdog.mode: not implemented yet",
 		"postgresql.basebackup: not implemented yet",
 		"postgresql.parameters.log_retention_days: not a parameter of this PostgreSQL",
 		"restapi.username: Patroni reads this from restapi.authentication.username",
@@ -154,7 +153,7 @@ postgresql:
     superuser: {username: postgres}
   parameters: {max_connections: [1]}
 watchdog:
-  mode: required
+  mode: sometimes
 `), 0o600))
 	r := pgha(t, "", "--validate-config", bad)
 	assert.Equal(t, 2, r.code, r)
@@ -166,7 +165,7 @@ watchdog:
 		"error: postgresql.connect_address: required",
 		"error: postgresql.authentication.replication: required",
 		"error: bad.yml:12: postgresql.parameters.max_connections: a PostgreSQL parameter must be a single value",
-		"error: bad.yml:14: watchdog.mode: required, but the watchdog is not implemented yet",
+		"error: bad.yml:14: watchdog.mode: must be off, automatic or required",
 		"invalid: ",
 	} {
 		assert.Contains(t, r.stdout, want)

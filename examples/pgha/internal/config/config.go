@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/ha"
 	"github.com/pgha/pgha/pg"
 )
 
@@ -110,8 +111,10 @@ type Postgres struct {
 	Parameters map[string]string
 	// PgHBA is postgresql.pg_hba (nil when absent).
 	PgHBA []string
-	// OnRoleChange is postgresql.callbacks.on_role_change.
-	OnRoleChange string
+	// Callbacks are postgresql.callbacks (on_start, on_stop, on_restart,
+	// on_reload, on_role_change), postgresql.pre_promote and
+	// postgresql.before_stop.
+	Callbacks ha.Callbacks
 	// PgCtlTimeout is pg_ctl_timeout (default 60 s).
 	PgCtlTimeout time.Duration
 	// RemoveDataOnRewindFailure and RemoveDataOnDivergedTimelines are the
@@ -122,7 +125,15 @@ type Postgres struct {
 
 // Watchdog is the watchdog section.
 type Watchdog struct {
-	Mode string // off, automatic or required
+	// Mode is off, automatic or required (Patroni's other spellings,
+	// such as auto, require or disabled, are read as these). Default off
+	// when the section has no mode (Patroni's default is automatic).
+	Mode string
+	// Device is the watchdog device (default /dev/watchdog).
+	Device string
+	// SafetyMargin is watchdog.safety_margin in seconds (default 5); -1
+	// sets the watchdog's timeout to half the TTL.
+	SafetyMargin int
 }
 
 // Warnings returns the problems of severity Warning.

@@ -7,11 +7,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgha/pgha/examples/pgha/internal/config"
+	"github.com/pgha/pgha/ha"
+	"github.com/pgha/pgha/ha/watchdog"
 	"github.com/pgha/pgha/pg"
 )
 
@@ -40,11 +43,11 @@ func TestGuideAndGoldenConfigsLoad(t *testing.T) {
 	assert.Equal(t, "en_US.UTF-8", c.Bootstrap.Initdb.Locale)
 	assert.True(t, c.Bootstrap.Initdb.DataChecksums)
 	assert.Equal(t, "UTF8", c.Bootstrap.Initdb.Encoding)
-	assert.Equal(t, "automatic", c.Watchdog.Mode)
+	assert.Equal(t, config.Watchdog{Mode: "automatic", Device: "/dev/watchdog", SafetyMargin: 5}, c.Watchdog)
 	assert.Nil(t, c.Tags, "false boolean tags are not published")
 	want := []string{"restapi.username", "restapi.password", "etcd", "postgresql.scope",
 		"postgresql.authentication.username", "postgresql.authentication.password", "postgresql.basebackup",
-		"bootstrap.users", "watchdog.mode"}
+		"bootstrap.users"}
 	assert.Equal(t, want, keys(c.Problems))
 	for _, p := range c.Problems {
 		assert.Equal(t, config.Warning, p.Severity, p.String())
@@ -107,7 +110,8 @@ tags:
   nofailover: maybe
   failover_priority: -1
 watchdog:
-  mode: required
+  mode: sometimes
+  safety_margin: -2
 log:
   level: LOUD
 `
@@ -122,7 +126,8 @@ log:
 		"scope", "name", "restapi.listen", "restapi.connect_address", "restapi.verify_client", "restapi.authentication",
 		"consul", "postgresql.listen", "postgresql.connect_address", "postgresql.data_dir",
 		"postgresql.authentication.replication", "postgresql.parameters.work_mem", "postgresql.pg_ctl_timeout",
-		"bootstrap.method", "bootstrap.initdb", "tags.nofailover", "tags.failover_priority", "watchdog.mode", "log.level",
+		"bootstrap.method", "bootstrap.initdb", "tags.nofailover", "tags.failover_priority", "watchdog.mode",
+		"watchdog.safety_margin", "log.level",
 	} {
 		assert.Contains(t, got, k)
 	}
@@ -216,12 +221,50 @@ ctl:
 	c, err := config.Parse([]byte(yml), "x.yml", nil)
 	require.NoError(t, err)
 	got := keys(c.Problems)
-	for _, k := range []string{"zzz_unknown", "ctl.nonsense", "postgresql.callbacks.on_start",
+	for _, k := range []string{"zzz_unknown", "ctl.nonsense",
 		"postgresql.recovery_conf.restore_command", "postgresql.create_replica_methods", "postgresql.wal_g"} {
 		assert.Contains(t, got, k)
 	}
 	assert.NotContains(t, got, "postgresql.callbacks.on_role_change", "implemented")
+	assert.NotContains(t, got, "postgresql.callbacks.on_start", "implemented")
 	assert.NotContains(t, got, "postgresql.recovery_conf.recovery_target_timeline", "what pgha does anyway")
-	assert.Equal(t, "/bin/true", c.Postgres.OnRoleChange)
+	assert.Equal(t, "/bin/true", c.Postgres.Callbacks.OnRoleChange)
+	assert.Equal(t, "/bin/true", c.Postgres.Callbacks.OnStart)
 	assert.True(t, c.Ctl.Insecure)
+}
+
+func TestCallbacksAndWatchdogReachHAConfig(t *testing.T) {
+	t.Parallel()
+	base, err := os.ReadFile("../../testdata/patroni_node1.yml")
+	require.NoError(t, err)
+	yml := strings.Replace(string(base), "  parameters:\n    unix_socket_directories", `  callbacks:
+    on_start: /usr/local/bin/cb --flag 'two words'
+    on_stop: /usr/local/bin/cb
+    on_restart: /usr/local/bin/cb
+    on_reload: /usr/local/bin/cb
+    on_role_change: /usr/local/bin/cb
+  pre_promote: /usr/local/bin/check-fencing
+  before_stop: "/usr/local/bin/drain --wait 5"
+  parameters:
+    unix_socket_directories`, 1)
+	yml = strings.Replace(yml, "watchdog:\n  mode: \"off\"", "watchdog:\n  mode: require\n  device: /dev/watchdog1\n  safety_margin: -1\n  driver: default", 1)
+	c, err := config.Parse([]byte(yml), "x.yml", nil)
+	require.NoError(t, err)
+	for _, p := range c.Problems {
+		assert.NotContains(t, p.Key, "callbacks", p.String())
+		assert.NotContains(t, p.Key, "watchdog", p.String())
+		assert.NotContains(t, p.Key, "pre_promote", p.String())
+		assert.NotContains(t, p.Key, "before_stop", p.String())
+	}
+	h := c.HAConfig()
+	assert.Equal(t, ha.Callbacks{
+		OnStart: "/usr/local/bin/cb --flag 'two words'", OnStop: "/usr/local/bin/cb", OnRestart: "/usr/local/bin/cb",
+		OnReload: "/usr/local/bin/cb", OnRoleChange: "/usr/local/bin/cb",
+		PrePromote: "/usr/local/bin/check-fencing", BeforeStop: "/usr/local/bin/drain --wait 5",
+	}, h.Callbacks)
+	assert.Equal(t, watchdog.Config{Mode: watchdog.ModeRequired, Device: "/dev/watchdog1", SafetyMargin: -time.Second}, h.Watchdog)
+
+	bad := strings.Replace(yml, "pre_promote: /usr/local/bin/check-fencing", "pre_promote: \"/bin/x 'open\"", 1)
+	_, err = config.Parse([]byte(bad), "x.yml", nil)
+	require.ErrorContains(t, err, "postgresql.pre_promote: cannot be split")
 }

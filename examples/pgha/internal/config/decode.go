@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/ha"
+	"github.com/pgha/pgha/ha/watchdog"
 	"github.com/pgha/pgha/pg"
 )
 
@@ -407,13 +409,19 @@ func decodePostgres(s *section) Postgres {
 		s.notImplemented(k, "")
 	}
 	cb := s.sub("callbacks")
-	p.OnRoleChange = cb.str("on_role_change")
-	for _, k := range []string{"on_start", "on_stop", "on_restart", "on_reload"} {
-		cb.notImplemented(k, "the script is not run; only on_role_change is")
+	p.Callbacks = ha.Callbacks{
+		OnStart: cb.str("on_start"), OnStop: cb.str("on_stop"), OnRestart: cb.str("on_restart"),
+		OnReload: cb.str("on_reload"), OnRoleChange: cb.str("on_role_change"),
+		PrePromote: s.str("pre_promote"), BeforeStop: s.str("before_stop"),
 	}
 	cb.done()
-	s.notImplemented("pre_promote", "the script is not run before a promotion")
-	s.notImplemented("before_stop", "the script is not run before Postgres stops")
+	checkCommand(cb, "on_start", p.Callbacks.OnStart)
+	checkCommand(cb, "on_stop", p.Callbacks.OnStop)
+	checkCommand(cb, "on_restart", p.Callbacks.OnRestart)
+	checkCommand(cb, "on_reload", p.Callbacks.OnReload)
+	checkCommand(cb, "on_role_change", p.Callbacks.OnRoleChange)
+	checkCommand(s, "pre_promote", p.Callbacks.PrePromote)
+	checkCommand(s, "before_stop", p.Callbacks.BeforeStop)
 	if methods := s.strList("create_replica_methods"); methods != nil {
 		if len(methods) != 1 || methods[0] != "basebackup" {
 			d.warn(s.key("create_replica_methods"), "not implemented yet: replicas are always created with pg_basebackup (methods %v ignored)", methods)
@@ -721,22 +729,38 @@ func decodeTags(s *section) dcs.Tags {
 }
 
 func decodeWatchdog(s *section) Watchdog {
-	w := Watchdog{Mode: "off"}
-	mode := strings.ToLower(s.str("mode"))
-	switch mode {
-	case "", "off", "false":
-	case "automatic":
-		w.Mode = mode
-		s.d.warn(s.key("mode"), "not implemented yet: pgha runs without a watchdog device (automatic allows that)")
-	case "required":
-		w.Mode = mode
-		s.d.fail(s.key("mode"), "required, but the watchdog is not implemented yet in pgha; set mode: off or automatic to run without one")
-	default:
-		s.d.fail(s.key("mode"), "must be off, automatic or required, not %q", mode)
+	w := Watchdog{Mode: "off", SafetyMargin: 5}
+	if s.has("mode") {
+		raw := s.str("mode")
+		if m, err := watchdog.ParseMode(raw); err != nil {
+			s.d.fail(s.key("mode"), "must be off, automatic or required, not %q", raw)
+		} else {
+			w.Mode = m.String()
+		}
 	}
-	s.accepted("device", "safety_margin", "driver")
+	w.Device = s.str("device")
+	if n, ok := s.integer("safety_margin"); ok {
+		switch {
+		case n < -1:
+			s.d.fail(s.key("safety_margin"), "must be -1 (half the TTL) or a number of seconds, not %d", n)
+		case n == 0:
+			s.d.warn(s.key("safety_margin"), "0 would let the watchdog fire only when the leader key expires; pgha uses the default, 5")
+		default:
+			w.SafetyMargin = n
+		}
+	}
+	if d := s.str("driver"); d != "" && d != "default" {
+		s.d.warn(s.key("driver"), "ignored: pgha drives Linux watchdog devices only (driver %q)", d)
+	}
 	s.done()
 	return w
+}
+
+// checkCommand fails a callback command that cannot be split shell-style.
+func checkCommand(s *section, k, cmd string) {
+	if _, err := ha.SplitCommand(cmd); err != nil {
+		s.d.fail(s.key(k), "cannot be split into a command and its arguments: %v", err)
+	}
 }
 
 // splitListen parses postgresql.listen: "host[,host...]:port".

@@ -9,7 +9,8 @@
 // ..."); keys Patroni does not know are warned about by name. Only what
 // cannot work is an error: a missing name, scope, listen address, data
 // directory or replication role, a DCS other than etcd, a value of the wrong
-// type, a watchdog in required mode.
+// type, an unknown watchdog mode, a callback command with an unbalanced
+// quote.
 //
 // # Usage
 //

@@ -46,6 +46,5 @@ watchdog:
 	// patroni.yml:7: restapi.username: Patroni reads this from restapi.authentication.username; pgha uses it for Basic auth on the unsafe endpoints
 	// patroni.yml:8: restapi.password: Patroni reads this from restapi.authentication.password; pgha uses it for Basic auth on the unsafe endpoints
 	// patroni.yml:20: postgresql.unknown_thing: unknown key, ignored (not a Patroni setting in this section)
-	// patroni.yml:22: watchdog.mode: not implemented yet: pgha runs without a watchdog device (automatic allows that)
 	// [postgresql.parameters.wal_level: "logical" is ignored: this parameter comes only from the dynamic configuration (bootstrap.dcs.postgresql.parameters, or edit-config --pg), as in Patroni]
 }

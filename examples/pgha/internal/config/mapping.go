@@ -12,6 +12,7 @@ import (
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/dcs/etcddcs"
 	"github.com/pgha/pgha/ha"
+	"github.com/pgha/pgha/ha/watchdog"
 	"github.com/pgha/pgha/pg"
 )
 
@@ -49,8 +50,9 @@ func (c *Config) EtcdConfig(retry time.Duration) etcddcs.Config {
 	}
 }
 
-// HAConfig maps the configuration onto ha.Config. Store, Postgres, Logger,
-// Hooks and HTTPClient are the caller's to fill in.
+// HAConfig maps the configuration onto ha.Config, with the callback
+// scripts and the watchdog. Store, Postgres, Logger, Hooks and HTTPClient
+// are the caller's to fill in.
 func (c *Config) HAConfig() ha.Config {
 	h := ha.Config{
 		Name:                      c.Name,
@@ -72,7 +74,20 @@ func (c *Config) HAConfig() ha.Config {
 	if c.Bootstrap != nil {
 		h.Bootstrap = &ha.Bootstrap{Initdb: c.Bootstrap.Initdb, DCS: jsonNumbers(c.Bootstrap.DCS)}
 	}
+	h.Callbacks = c.Postgres.Callbacks
+	h.Watchdog = c.Watchdog.config()
 	return h
+}
+
+// config maps the watchdog section onto watchdog.Config (a mode Decode
+// accepted always parses).
+func (w Watchdog) config() watchdog.Config {
+	mode, _ := watchdog.ParseMode(w.Mode)
+	wc := watchdog.Config{Mode: mode, Device: w.Device, SafetyMargin: time.Duration(w.SafetyMargin) * time.Second}
+	if w.SafetyMargin < 0 {
+		wc.SafetyMargin = -time.Second
+	}
+	return wc
 }
 
 // jsonNumbers copies a YAML-decoded value so that it can be stored as

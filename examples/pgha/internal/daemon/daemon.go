@@ -178,9 +178,6 @@ func (d *daemon) run(ctx context.Context) error {
 		return &ConfigError{Err: err}
 	}
 	hcfg.HTTPClient = client
-	cb := newCallbacks(d.log, cfg.Scope)
-	cb.set(cfg.Postgres.OnRoleChange)
-	hcfg.Hooks.OnRoleChange = cb.roleChanged
 	node, err := ha.New(hcfg)
 	if err != nil {
 		return &ConfigError{Err: err}
@@ -237,7 +234,6 @@ loop:
 		runErr = <-runDone
 	}
 	wg.Wait()
-	cb.close()
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
@@ -316,7 +312,8 @@ func (d *daemon) applyPostgres(ctx context.Context, why string) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := d.inst.Reload(rctx); err != nil {
+	// Through the node, which fires on_reload.
+	if err := d.node.Reload(rctx); err != nil {
 		d.log.Warn("reloading Postgres", "error", err)
 		return
 	}
@@ -388,7 +385,8 @@ func restartOnly(a, b *config.Config) []string {
 	diff("postgresql.bin_dir", a.Postgres.BinDir, b.Postgres.BinDir)
 	diff("postgresql.authentication", []any{a.Postgres.Superuser, a.Postgres.Replication, a.Postgres.Rewind},
 		[]any{b.Postgres.Superuser, b.Postgres.Replication, b.Postgres.Rewind})
-	diff("postgresql.callbacks", a.Postgres.OnRoleChange, b.Postgres.OnRoleChange)
+	diff("postgresql.callbacks", a.Postgres.Callbacks, b.Postgres.Callbacks)
+	diff("watchdog", a.Watchdog, b.Watchdog)
 	diff("tags", a.Tags, b.Tags)
 	return out
 }
