@@ -99,42 +99,77 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 			used[n] = append(used[n], "alert "+name)
 		}
 	}
-	// What the dashboard must show (issue 9): leader, lag, timeline, failovers.
-	for _, m := range []string{"patroni_primary", "patroni_xlog_location", "patroni_xlog_replayed_location", "patroni_postgres_timeline"} {
+	// What the dashboard must show (issue 9): leader, lag, timeline, failovers, fence events.
+	for _, m := range []string{"patroni_primary", "pgha_replication_standby_replay_lag_bytes", "patroni_postgres_timeline",
+		"pgha_fence_events_total"} {
 		require.Contains(t, used, m)
 	}
 
-	// A real node: a one-member cluster, its /metrics in the text format.
+	// Real nodes: a two-member cluster (so that the leader reports its
+	// standby's lag), the leader's and the replica's /metrics in the text
+	// format, read until every used metric appears (the leader measures
+	// its standby once it streams) or the time runs out.
 	bin := pgtest.BinDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := cluster.New(ctx, cluster.Options{Nodes: 1, BinDir: bin, Logger: pgtest.Logger(t, "cluster")})
+	c, err := cluster.New(ctx, cluster.Options{Nodes: 2, BinDir: bin, Logger: pgtest.Logger(t, "cluster")})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
-	p, err := c.WaitStable(ctx)
+	_, err = c.WaitStable(ctx)
 	require.NoError(t, err)
-	url := strings.TrimSuffix(p.APIURL(), "/patroni") + "/metrics"
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	require.NoError(t, err)
-	require.Contains(t, families, "patroni_primary")
-
-	var missing []string
-	for name, where := range used {
-		if prometheusOwn[name] {
-			continue
+	scrape := func(n *cluster.Node) (map[string]bool, error) {
+		resp, err := http.Get(strings.TrimSuffix(n.APIURL(), "/patroni") + "/metrics")
+		if err != nil {
+			return nil, err
 		}
-		if _, ok := families[name]; !ok {
-			slices.Sort(where)
-			missing = append(missing, fmt.Sprintf("%s (used by %s)", name, strings.Join(slices.Compact(where), ", ")))
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]bool{}
+		for name, f := range families {
+			if len(f.GetMetric()) > 0 {
+				out[name] = true
+			}
+		}
+		return out, nil
 	}
-	sort.Strings(missing)
-	require.Empty(t, missing, "metrics the dashboard or the alerts use that /metrics does not export")
+	exported := map[string]bool{}
+	missingNow := func() []string {
+		var missing []string
+		for name, where := range used {
+			if !prometheusOwn[name] && !exported[name] {
+				w := slices.Compact(slices.Sorted(slices.Values(where)))
+				missing = append(missing, fmt.Sprintf("%s (used by %s)", name, strings.Join(w, ", ")))
+			}
+		}
+		sort.Strings(missing)
+		return missing
+	}
+	sctx, scancel := context.WithTimeout(ctx, time.Minute)
+	defer scancel()
+	_ = cluster.Eventually(sctx, func(context.Context) error {
+		for _, n := range c.Nodes() {
+			got, err := scrape(n)
+			if err != nil {
+				return err
+			}
+			for name := range got {
+				exported[name] = true
+			}
+		}
+		if m := missingNow(); len(m) > 0 {
+			return fmt.Errorf("missing %v", m)
+		}
+		return nil
+	})
+	require.True(t, exported["patroni_primary"])
+	require.Empty(t, missingNow(), "metrics the dashboard or the alerts use that /metrics does not export")
 	var names []string
 	for n := range used {
 		names = append(names, n)
