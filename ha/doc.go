@@ -63,7 +63,18 @@
 // moment leadership ends (fence, demote, lost key, switchover, shutdown):
 // leader-only work must stop then. Run does not yet wait for hook calls
 // still in progress when it returns, except its own final
-// OnStoppedLeading call.
+// OnStoppedLeading call. Two hooks are synchronous instead:
+// Hooks.BeforePromote runs before every promotion and vetoes it with an
+// error, and Hooks.BeforeStop runs before every stop but the fence's.
+//
+// Config.Callbacks runs Patroni's callback scripts (on_start, on_stop,
+// on_restart, on_reload, on_role_change, pre_promote, before_stop) with
+// Patroni's arguments, once per event; see [Callbacks]. Config.Watchdog
+// drives a watchdog device (package ha/watchdog): armed before a promotion,
+// kept alive after each renewal of the leader key, disabled once Postgres
+// stopped or the cluster is paused; in required mode a node whose watchdog
+// cannot be armed neither races for nor keeps the leader key and reports
+// watchdog_failed.
 //
 // # Safety
 //
@@ -99,10 +110,11 @@
 // and HAProxy-style health checks on /primary stop sending it traffic;
 // synchronous_mode_strict, once implemented (a later issue), makes its
 // commits wait for a standby that now follows the new primary instead of
-// acknowledging them; and a hardware watchdog that resets the host when the
-// agent stops feeding it is the last defence, which is not implemented yet.
-// Until then, route clients through the DCS or the REST API, never to a
-// fixed address.
+// acknowledging them; and a watchdog device (Config.Watchdog) resets the
+// host when the agent stops feeding it: it is kept alive only after a
+// renewal of the leader key, and fires SafetyMargin (default 5s) before the
+// key could expire. Without a watchdog, route clients through the DCS or
+// the REST API, never to a fixed address.
 //
 // The node also trusts its inputs: the DCS's TTL, Postgres's answers, and
 // peers' GET /patroni. Wall clocks are never compared across nodes.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/ha"
 	"github.com/pgha/pgha/ha/watchdog"
 	"github.com/pgha/pgha/internal/fakepg"
@@ -340,6 +341,53 @@ func TestWatchdogAutomaticRunsWithout(t *testing.T) {
 		c.waitLeaderIs(time.Minute, cand)
 		require.False(t, cand.node.Status().WatchdogFailed)
 		require.Zero(t, drivers[cand.name].snap().opens)
+		c.requireNoSplitBrain()
+	})
+}
+
+// A leader cut off from the DCS gets no keepalive from then on (only
+// renewals of the leader key keep the watchdog alive); its fence stops
+// Postgres before the lease can expire, and the watchdog is disabled once
+// Postgres stopped.
+func TestWatchdogNotKeptAliveWithoutRenewals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, drivers := wdCluster(t, watchdog.ModeRequired)
+		l := c.waitStable(time.Minute)
+		synctest.Wait()
+		before := drivers[l.name].snap()
+		require.True(t, before.open)
+		c.srv.Partition(l.name)
+		c.waitFor(time.Minute, l.name+" fenced", func() bool { return !l.inst.Info().Running })
+		synctest.Wait()
+		after := drivers[l.name].snap()
+		require.Equal(t, before.keepalives, after.keepalives, "no keepalive without a renewal")
+		require.False(t, after.open, "disabled once Postgres stopped")
+		c.srv.Heal(l.name)
+		c.waitStable(2 * time.Minute)
+		c.requireNoSplitBrain()
+	})
+}
+
+// Pausing the cluster disables the leader's watchdog (Patroni: no
+// automatic action, no watchdog); resuming arms it again.
+func TestWatchdogDisabledWhilePaused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, drivers := wdCluster(t, watchdog.ModeRequired)
+		l := c.waitStable(time.Minute)
+		synctest.Wait()
+		require.True(t, drivers[l.name].snap().open)
+		setPause := func(on bool) {
+			cfg := defaultDCS()
+			cfg["pause"] = on
+			_, err := l.store.SetConfig(context.Background(), cfg, dcs.Unconditional)
+			require.NoError(t, err)
+		}
+		setPause(true)
+		c.waitFor(time.Minute, "the watchdog disabled while paused", func() bool { return !drivers[l.name].snap().open })
+		require.True(t, l.inst.Writable(), "the primary runs on")
+		setPause(false)
+		c.waitFor(time.Minute, "the watchdog armed again", func() bool { return drivers[l.name].snap().open })
+		require.Equal(t, 2, drivers[l.name].snap().opens)
 		c.requireNoSplitBrain()
 	})
 }
