@@ -12,7 +12,9 @@ import (
 
 // Order is one row of the orders table.
 type Order struct {
-	ID   int64
+	// ID identifies the order.
+	ID int64
+	// Item is what was ordered.
 	Item string
 	// Server is the address (host:port) of the server the order was read
 	// from.

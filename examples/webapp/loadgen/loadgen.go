@@ -31,9 +31,10 @@ type Config struct {
 	Pairs int
 	// Timeout bounds each request. Default 30s.
 	Timeout time.Duration
-	// Progress, when not nil, receives a line every ProgressInterval
-	// (default 1s).
-	Progress         io.Writer
+	// Progress, when not nil, receives a progress line every
+	// ProgressInterval.
+	Progress io.Writer
+	// ProgressInterval is the time between progress lines. Default 1s.
 	ProgressInterval time.Duration
 	// Transport is the HTTP transport (default: a fresh one per run).
 	Transport http.RoundTripper
@@ -45,8 +46,8 @@ type Stats struct {
 	OK, Failed int
 	// Latencies are the successful requests' latencies, sorted.
 	Latencies []time.Duration
-	// Slowest is the slowest successful request's latency and Start its
-	// start, measured from the start of the run.
+	// Slowest is the slowest successful request's latency and SlowestAt
+	// when it started, measured from the start of the run.
 	Slowest, SlowestAt time.Duration
 }
 
@@ -62,15 +63,18 @@ func (s Stats) Percentile(p float64) time.Duration {
 
 // Count is a name and how many times it was seen.
 type Count struct {
-	Name string
-	N    int
+	Name string // what was counted
+	N    int    // how many times
 }
 
 // Report is what a run measured.
 type Report struct {
-	// URL, Workers and Elapsed describe the run.
-	URL     string
+	// URL is the webapp the run loaded.
+	URL string
+	// Workers is the number of concurrent clients.
 	Workers int
+	// Elapsed is how long the run took, from the first request to the end
+	// of the last.
 	Elapsed time.Duration
 	// Writes and Reads are per operation.
 	Writes, Reads Stats

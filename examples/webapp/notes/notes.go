@@ -33,9 +33,9 @@ const (
 
 // Note is one stored note.
 type Note struct {
-	ID        int64     `json:"id"`
-	Text      string    `json:"text"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        int64     `json:"id"`         // assigned by the database
+	Text      string    `json:"text"`       // what the client wrote
+	CreatedAt time.Time `json:"created_at"` // the primary's clock at the insert
 }
 
 // Config configures a Service. Zero values mean the documented default.
@@ -261,13 +261,13 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 
 // topologyNode is one member in GET /topology.
 type topologyNode struct {
-	Name     string `json:"name"`
-	Addr     string `json:"addr"`
-	Role     string `json:"role"`
-	State    string `json:"state"`
-	Timeline int64  `json:"timeline,omitempty"`
-	LagBytes int64  `json:"lag_bytes"`
-	Problem  string `json:"problem,omitempty"`
+	Name     string `json:"name"`               // member name
+	Addr     string `json:"addr"`               // host:port
+	Role     string `json:"role"`               // as the router treats it
+	State    string `json:"state"`              // member state
+	Timeline int64  `json:"timeline,omitempty"` // 0 when unknown
+	LagBytes int64  `json:"lag_bytes"`          // -1 when unknown
+	Problem  string `json:"problem,omitempty"`  // why it gets no traffic
 }
 
 func (s *Service) topology(w http.ResponseWriter, _ *http.Request) {
