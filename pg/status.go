@@ -65,6 +65,10 @@ type Status struct {
 	ReplayPaused bool
 	// Replication lists a server's WAL senders (pg_stat_replication).
 	Replication []WALSender
+	// RewindPossible is true when pg_rewind can work on this data
+	// directory: data checksums or wal_log_hints are on. Set from the
+	// running server, or from Control when it does not run.
+	RewindPossible bool
 
 	// Control is pg_controldata's view, set when the server does not run
 	// and the data directory is initialized.
@@ -139,6 +143,7 @@ func (i *Instance) Status(ctx context.Context) (Status, error) {
 			return st, err
 		}
 		st.Control = &cd
+		st.RewindPossible = cd.RewindPossible()
 		return st, nil
 	}
 	st.Running, st.PID = true, p.pid
@@ -178,7 +183,8 @@ SELECT r,
                'application_name', s.application_name, 'client_addr', pg_catalog.host(s.client_addr),
                'state', s.state, 'sync_state', s.sync_state, 'sync_priority', s.sync_priority)
                ORDER BY s.application_name)::text
-          FROM pg_catalog.pg_stat_replication AS s)
+          FROM pg_catalog.pg_stat_replication AS s),
+       pg_catalog.current_setting('data_checksums')::bool OR pg_catalog.current_setting('wal_log_hints')::bool
   FROM pg_catalog.pg_is_in_recovery() AS r
   LEFT JOIN pg_catalog.pg_stat_get_wal_receiver() AS w ON w.pid IS NOT NULL`
 
@@ -197,7 +203,7 @@ func (i *Instance) query(ctx context.Context, conn *pgx.Conn, st *Status) error 
 	)
 	err := conn.QueryRow(ctx, statusQuery).Scan(&inRecovery, &sysid, &cur, &flush, &recv, &replay, &walTLI, &ckptTLI, &pending,
 		&wPID, &wStatus, &wTLI, &wFlushed, &wEnd, &wSlot, &wHost, &wPort,
-		&st.PostmasterStartTime, &st.ServerVersion, &replayTS, &st.ReplayPaused, &senders)
+		&st.PostmasterStartTime, &st.ServerVersion, &replayTS, &st.ReplayPaused, &senders, &st.RewindPossible)
 	if err != nil {
 		return err
 	}

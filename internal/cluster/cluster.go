@@ -248,6 +248,9 @@ func (c *Cluster) newNode(name string, bootstrap bool) (*Node, error) {
 		Debug:       c.opts.Debug,
 		Trace:       c.opts.Trace,
 	}
+	if c.opts.Mode == Processes {
+		spec.FreezeArmFile = filepath.Join(dir, "freeze-arm")
+	}
 	return &Node{c: c, Name: name, spec: spec, dir: dir, proxy: proxy, log: c.opts.Logger.Named(name)}, nil
 }
 

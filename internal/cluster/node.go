@@ -583,3 +583,31 @@ func (w *lineWriter) flush() {
 		w.buf = nil
 	}
 }
+
+// ArmSyncFreeze makes the node process stop itself (SIGSTOP, as if frozen)
+// right after its next synchronous-mode step of the given kind:
+// noderun.FreezeAfterSyncNames (a change of synchronous_standby_names) or
+// noderun.FreezeAfterSyncKey (a /sync write). Only for Processes nodes.
+// Thaw, Kill or Close end the freeze.
+func (n *Node) ArmSyncFreeze(kind string) error {
+	if n.spec.FreezeArmFile == "" {
+		return errors.New("cluster: only process nodes can be frozen after a synchronous-mode step")
+	}
+	return os.WriteFile(n.spec.FreezeArmFile, []byte(kind), 0o600)
+}
+
+// Frozen reports whether the node process is stopped (state T in
+// /proc/<pid>/stat).
+func (n *Node) Frozen() bool {
+	pid := n.PID()
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && (s[i+2] == 'T' || s[i+2] == 't')
+}

@@ -2,7 +2,7 @@ package cluster_test
 
 import (
 	"context"
-
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/internal/cluster"
+	"github.com/pgha/pgha/internal/cluster/noderun"
 )
 
 // syncWriter inserts increasing values through whichever node is the
@@ -224,4 +225,72 @@ func TestSyncModeStrictBlocksWithoutStandby(t *testing.T) {
 	require.NoError(t, rs[1].Start(ctx))
 	_, err = c.WaitStable(within(t, 60*time.Second))
 	require.NoError(t, err)
+}
+
+// The ordering rule of synchronous mode (SPEC.md 8.3), checked where it
+// matters: the agent of the primary is frozen between its two writes (the
+// /sync key and synchronous_standby_names), then the primary and the
+// standby that stays synchronous are SIGKILLed, so the only survivor is the
+// standby whose status was changing. It must not be promoted (it is not in
+// /sync, or not yet), and once the old primary is back no acknowledged
+// write is missing. With the writes in the wrong order the survivor would
+// be in /sync without being waited for, would be promoted, and would lack
+// writes.
+func TestSyncModeOrderingSurvivesAgentStop(t *testing.T) {
+	c := newCluster(t, cluster.Options{Mode: cluster.Processes, Dynamic: shortTTL(map[string]any{
+		"synchronous_mode": true, "synchronous_node_count": 2})})
+	p, err := c.WaitStable(within(t, 90*time.Second))
+	require.NoError(t, err)
+	ctx := within(t, 5*time.Minute)
+	require.NoError(t, p.Exec(ctx, "CREATE TABLE t (v int PRIMARY KEY)"))
+	waitSync(t, c, p.Name, 2, 30*time.Second)
+	w := startSyncWriter(t, c, ctx)
+
+	run := func(direction, kind string, count int) {
+		w.waitAcked(t, 10, 30*time.Second)
+		before, err := syncState(ctx, c)
+		require.NoError(t, err)
+		require.NoError(t, p.ArmSyncFreeze(kind))
+		require.NoError(t, c.SetConfig(ctx, map[string]any{"synchronous_node_count": count}))
+		require.NoError(t, cluster.Eventually(within(t, 30*time.Second), func(context.Context) error {
+			if !p.Frozen() {
+				return errors.New(p.Name + " is not frozen yet")
+			}
+			return nil
+		}))
+		mid, err := syncState(ctx, c)
+		require.NoError(t, err)
+		t.Logf("%s: %s frozen after its %q step; /sync was %v, is %v", direction, p.Name, kind, before.Standbys, mid.Standbys)
+		// The standby that stays synchronous throughout, and the survivor.
+		var keep, survivor *cluster.Node
+		for _, n := range others(c, p) {
+			if before.IsStandby(n.Name) && mid.IsStandby(n.Name) && keep == nil {
+				keep = n
+			} else {
+				survivor = n
+			}
+		}
+		require.NotNil(t, keep)
+		require.NotNil(t, survivor)
+		require.False(t, mid.IsStandby(survivor.Name), "%s must not be in /sync between the two writes", survivor.Name)
+		require.NoError(t, keep.Kill())
+		require.NoError(t, p.Kill())
+		t.Logf("%s: killed %s and %s; %s must not be promoted", direction, p.Name, keep.Name, survivor.Name)
+		deadline := time.Now().Add(4 * 3 * time.Second) // four TTLs
+		for time.Now().Before(deadline) {
+			require.Empty(t, c.Writable(ctx), "%s: %s, not a synchronous standby, was promoted", direction, survivor.Name)
+			time.Sleep(500 * time.Millisecond)
+		}
+		require.NoError(t, p.Start(ctx))
+		require.NoError(t, keep.Start(ctx))
+		q, err := c.WaitStable(within(t, 90*time.Second))
+		require.NoError(t, err)
+		w.waitAcked(t, 5, 30*time.Second)
+		w.checkAcked(t, q)
+		p = q
+		waitSync(t, c, p.Name, count, 30*time.Second)
+	}
+	run("removing a standby", noderun.FreezeAfterSyncKey, 1)
+	run("adding a standby", noderun.FreezeAfterSyncNames, 2)
+	w.stop()
 }

@@ -708,6 +708,9 @@ func (i *Instance) Status(ctx context.Context) (pg.Status, error) {
 	}
 	i.syncDiskLocked()
 	d := i.data
+	if d != nil {
+		st.RewindPossible = !i.cfg.NoRewind // wal_log_hints, as in pg_control
+	}
 	if !i.running {
 		if d != nil {
 			st.Control = i.controlLocked()

@@ -69,6 +69,12 @@ type Spec struct {
 	// the node makes, the arrival of every DCS watch event, and every
 	// decision (for explaining a benchmark's figures).
 	Trace bool
+	// FreezeArmFile, when set, is a file the node reads after each
+	// synchronous-mode step: holding FreezeAfterSyncNames or
+	// FreezeAfterSyncKey, it makes the node process stop itself (SIGSTOP)
+	// right after that step, so a test can kill it between two steps. Only
+	// for node processes.
+	FreezeArmFile string
 }
 
 // Args renders the spec as nodeproc's command-line flags (passwords
@@ -94,6 +100,7 @@ func (s Spec) Args() ([]string, error) {
 		"-dynamic", string(dyn), "-tags", string(tags),
 		"-debug=" + strconv.FormatBool(s.Debug),
 		"-trace=" + strconv.FormatBool(s.Trace),
+		"-freeze-arm-file", s.FreezeArmFile,
 	}, nil
 }
 
@@ -129,6 +136,7 @@ func Parse(args []string, getenv func(string) string) (Spec, error) {
 	fs.StringVar(&tags, "tags", "null", "member tags (JSON object)")
 	fs.BoolVar(&s.Debug, "debug", false, "debug logging")
 	fs.BoolVar(&s.Trace, "trace", false, "log the duration of every DCS, Postgres and probe call")
+	fs.StringVar(&s.FreezeArmFile, "freeze-arm-file", "", "fault injection: freeze after the synchronous-mode step this file names")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -228,10 +236,14 @@ func New(ctx context.Context, s Spec, logger hclog.Logger) (r *Runner, err error
 		Tags:   s.Tags,
 		Logger: logger,
 	}
+	if s.FreezeArmFile != "" {
+		cfg.Postgres = freezePG{Instance: r.inst, arm: s.FreezeArmFile, log: logger}
+		cfg.Store = freezeStore{Store: r.store, arm: s.FreezeArmFile, log: logger}
+	}
 	if s.Trace {
 		tl := logger.Named("trace")
-		cfg.Store = tracedStore{Store: r.store, log: tl}
-		cfg.Postgres = tracedPG{Postgres: r.inst, log: tl}
+		cfg.Store = tracedStore{Store: cfg.Store, log: tl}
+		cfg.Postgres = tracedPG{Postgres: cfg.Postgres, log: tl}
 		cfg.HTTPClient = &http.Client{Timeout: time.Second, Transport: tracedTransport{rt: http.DefaultTransport.(*http.Transport).Clone(), log: tl}}
 		cfg.Hooks.OnDecision = func(d string) { tl.Info("decision", "decision", d) }
 	}

@@ -155,3 +155,21 @@ func (t tracedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.log.Info("http", "method", r.Method, "url", r.URL.String(), "took", time.Since(start), "code", code, "error", err)
 	return resp, err
 }
+
+// The synchronous-mode methods pass through (the wrapped Postgres is a
+// *pg.Instance or a freezePG, both ha.SyncPostgres).
+
+func (p tracedPG) SyncStatus(ctx context.Context) (pg.SyncState, error) {
+	return p.Postgres.(ha.SyncPostgres).SyncStatus(ctx)
+}
+
+func (p tracedPG) SetSynchronousStandbyNames(ctx context.Context, value string) error {
+	start := time.Now()
+	err := p.Postgres.(ha.SyncPostgres).SetSynchronousStandbyNames(ctx, value)
+	p.log.Info("pg SetSynchronousStandbyNames", "value", value, "took", time.Since(start), "error", err)
+	return err
+}
+
+func (p tracedPG) ClearSynchronousStandbyNames(ctx context.Context) error {
+	return p.Postgres.(ha.SyncPostgres).ClearSynchronousStandbyNames(ctx)
+}
