@@ -80,22 +80,25 @@ type slotState struct {
 // running, or a Postgres that does not implement SlotPostgres.
 func (n *Node) Replication() *ReplicationView { return n.slots.view.Load() }
 
-// syncSlots is the replication round of a cycle: it keeps
-// primary_slot_name pointing at the member's slot while use_slots is on,
-// observes replication, brings the server's physical slots to the desired
-// set (SPEC 8.2: create, drop, advance), computes what a leader publishes
-// in /status, and warns about slots that hold back too much WAL.
-func (n *Node) syncSlots(ctx context.Context, c *dcs.Cluster, l failover.Local) {
+// standbySlotName is the primary_slot_name this node's replicas use: its
+// slot name while use_slots is on (and it streams), else none.
+func (n *Node) standbySlotName() string {
+	if n.dyn.UseSlots && !n.cfg.Tags.Bool("nostream") {
+		return pg.SlotName(n.cfg.Name)
+	}
+	return ""
+}
+
+// prepareSlots is the part of the replication round that must precede the
+// decision's execution: primary_slot_name follows use_slots, so a replica
+// started or re-pointed in this cycle already uses its slot. No I/O.
+func (n *Node) prepareSlots() {
 	sp, ok := n.pg.(SlotPostgres)
 	if !ok {
 		return
 	}
-	cfg := n.dyn
 	st := &n.slots
-	want := ""
-	if cfg.UseSlots && !n.cfg.Tags.Bool("nostream") {
-		want = pg.SlotName(n.cfg.Name)
-	}
+	want := n.standbySlotName()
 	if !st.slotSet || want != st.standbySlot {
 		if err := sp.SetStandbySlot(want); err != nil {
 			n.log.Error("setting primary_slot_name", "slot", want, "error", err)
@@ -103,14 +106,30 @@ func (n *Node) syncSlots(ctx context.Context, c *dcs.Cluster, l failover.Local) 
 			st.standbySlot, st.slotSet = want, true
 		}
 	}
+}
+
+// syncSlots is the replication round of a cycle, after the decision was
+// carried out (so it never delays a failover): it observes replication,
+// brings the server's physical slots to the desired set (SPEC 8.2: create,
+// drop, advance), computes what the leader publishes in /status on its next
+// round, warns about slots that hold back too much WAL, and re-points a
+// steady replica whose WAL receiver uses another slot than it should.
+func (n *Node) syncSlots(ctx context.Context, c *dcs.Cluster, d failover.Decision) {
+	sp, ok := n.pg.(SlotPostgres)
+	if !ok {
+		return
+	}
+	cfg := n.dyn
+	st := &n.slots
 	leading := n.isLeading() && c != nil && c.LeaderName() == n.cfg.Name
 	if !leading {
 		st.leading, st.published = false, nil
 	}
-	if !l.Running || n.async != failover.ActionNone {
-		if !l.Running {
-			st.view.Store(nil)
-		}
+	if _, running := n.pg.Running(); !running {
+		st.view.Store(nil)
+		return
+	}
+	if n.async != failover.ActionNone || n.pgState != failover.StateRunning {
 		return
 	}
 	version := n.observed.ServerVersion
@@ -188,23 +207,29 @@ func (n *Node) syncSlots(ctx context.Context, c *dcs.Cluster, l failover.Local) 
 	}
 	n.checkSlotWAL(view)
 	st.view.Store(view)
-	n.repointToSlot(ctx, c, l, view.Snapshot, want)
+	if d.Action == failover.ActionNone {
+		n.repointToSlot(ctx, c, view.Snapshot, n.standbySlotName())
+	}
 }
 
 // repointToSlot rewrites the standby settings of a replica that streams
 // through another slot than the one it should use (use_slots was turned on
 // or off while it ran): its slot on the upstream would otherwise hold WAL
 // that nobody consumes. The WAL receiver reconnects with the new setting.
-func (n *Node) repointToSlot(ctx context.Context, c *dcs.Cluster, l failover.Local, snap replication.Snapshot, want string) {
+func (n *Node) repointToSlot(ctx context.Context, c *dcs.Cluster, snap replication.Snapshot, want string) {
 	r := snap.Receiver
-	if !snap.InRecovery || r == nil || r.Status != "streaming" || r.SlotName == want || l.Upstream == "" || c == nil {
+	if !snap.InRecovery || r == nil || r.Status != "streaming" || r.SlotName == want || c == nil {
 		return
 	}
-	up, err := upstreamOf(c, l.Upstream)
+	upstream := n.memberAt(c, r.SenderHost, r.SenderPort)
+	if upstream == "" {
+		return
+	}
+	up, err := upstreamOf(c, upstream)
 	if err != nil {
 		return
 	}
-	n.log.Info("re-pointing the replica: its primary_slot_name changes", "upstream", l.Upstream, "slot", want, "was", r.SlotName)
+	n.log.Info("re-pointing the replica: its primary_slot_name changes", "upstream", upstream, "slot", want, "was", r.SlotName)
 	if err := n.pg.ConfigureStandby(ctx, up); err != nil {
 		n.log.Warn("re-pointing the replica to change its primary_slot_name", "error", err)
 	}
@@ -276,7 +301,8 @@ func (n *Node) checkSlotWAL(view *ReplicationView) {
 	}
 }
 
-// slotStatus is the /status value the leader writes with optime pos, and
+// slotStatus is the /status value the leader writes with optime pos (its
+// flush position, also its own slot's published position), and
 // a key that changes whenever the value does (pos itself when it carries
 // no slots). Until this tenure's publication is computed, the slots and
 // retain_slots already in /status are carried over, so a new leader never
@@ -286,6 +312,16 @@ func (n *Node) slotStatus(pos int64) (dcs.Status, int64) {
 	s := dcs.Status{Optime: pos}
 	if p := n.slots.published; p != nil {
 		s.Slots, s.RetainSlots = p.Slots, p.RetainSlots
+		// The publication was computed a round ago; its own slot is at
+		// the position published now.
+		if own := pg.SlotName(n.cfg.Name); pos > 0 && s.Slots[own] != 0 && s.Slots[own] != pos {
+			m := make(map[string]int64, len(s.Slots))
+			for k, v := range s.Slots {
+				m[k] = v
+			}
+			m[own] = pos
+			s.Slots = m
+		}
 	} else if c := n.lastCluster; c != nil && n.dyn.UseSlots {
 		s.Slots, s.RetainSlots = c.Status.Slots, c.Status.RetainSlots
 	}
