@@ -196,7 +196,6 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 	}
 	if st.Control != nil {
 		l.ControlState = st.Control.State
-		l.CanRewind = n.dyn.UsePgRewind && st.Control.RewindPossible()
 		if l.Timeline == 0 {
 			l.Timeline = int64(st.Control.Timeline)
 		}
@@ -204,6 +203,9 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 			l.SysID = strconv.FormatUint(st.Control.SystemID, 10)
 		}
 	}
+	// pg_rewind needs data checksums or wal_log_hints, known from the
+	// running server as well as from pg_controldata.
+	l.CanRewind = n.dyn.UsePgRewind && st.RewindPossible
 	l.State = n.pgState
 	if l.Running {
 		if l.InRecovery {
@@ -271,24 +273,29 @@ func upstreamOf(c *dcs.Cluster, name string) (pg.Upstream, error) {
 }
 
 // checkDivergence decides whether this node's history diverged from the
-// leader's, from /history (the leader's timeline switch points) and the
-// local timeline and position: a node on an older timeline that was a
+// leader's, from the leader's live timeline (GET /patroni), /history (the
+// leader's timeline switch points) and the local timeline and position: a node on an older timeline that was a
 // primary on it, or that has WAL past the switch point, diverged.
 func (n *Node) checkDivergence(ctx context.Context, c *dcs.Cluster, l failover.Local, leader string) failover.Divergence {
 	if c == nil || c.History == nil || !c.History.Valid {
 		return failover.DivergenceCheckFailed
 	}
 	lm, ok := c.Member(leader)
-	if !ok || lm.Data.Timeline == 0 {
+	if !ok || lm.Data.APIURL == "" || l.Timeline == 0 {
 		return failover.DivergenceCheckFailed
 	}
-	if l.Timeline == 0 {
+	// The leader's live timeline: its member key still shows the old one
+	// for up to a cycle after it promoted, and a node that trusted it would
+	// follow the new primary from a diverged history.
+	ps := probePeers(ctx, n.http, []failover.ProbeTarget{{Name: leader, APIURL: lm.Data.APIURL}}, n.cfg.ProbeTimeout)
+	if len(ps) != 1 || !ps[0].Reachable || ps[0].Err != "" || ps[0].Timeline == 0 {
 		return failover.DivergenceCheckFailed
 	}
-	if l.Timeline == lm.Data.Timeline {
+	leaderTL := ps[0].Timeline
+	if l.Timeline == leaderTL {
 		return failover.DivergenceNone
 	}
-	if l.Timeline > lm.Data.Timeline {
+	if l.Timeline > leaderTL {
 		return failover.DivergenceFound
 	}
 	var switchpoint int64 = -1
