@@ -13,7 +13,6 @@ import (
 )
 
 func TestSplitCommandIsShellStyle(t *testing.T) {
-	t.Parallel()
 	for in, want := range map[string][]string{
 		"":                               nil,
 		"   ":                            nil,
@@ -37,7 +36,6 @@ func TestSplitCommandIsShellStyle(t *testing.T) {
 }
 
 func TestCallbacksValidate(t *testing.T) {
-	t.Parallel()
 	errs := Callbacks{OnStart: "/bin/cb 'x", PrePromote: `"`, Timeout: -1}.validate()
 	require.Len(t, errs, 3)
 	require.Contains(t, errs[0].Error(), "on_start")
@@ -80,7 +78,6 @@ func lines(s string) []string {
 // a new one kills the previous one of its slot, with its children, and
 // on_reload has a slot of its own.
 func TestScriptsFireAndKillThePrevious(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	// Records its arguments, then, for on_start, sleeps in a child
@@ -125,7 +122,6 @@ fi`)
 }
 
 func TestScriptsWithoutCommandDoNothing(t *testing.T) {
-	t.Parallel()
 	s := newScripts(Callbacks{}, "shop", hclog.NewNullLogger())
 	s.fire(ActionOnStart, "replica")
 	require.Nil(t, s.slots[0])
@@ -136,7 +132,6 @@ func TestScriptsWithoutCommandDoNothing(t *testing.T) {
 // output, a script that does not finish in time is killed (with its
 // children) and fails.
 func TestScriptsRunSynchronously(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	s := newScripts(Callbacks{}, "shop", hclog.NewNullLogger())
 	ok := writeScript(t, dir, "ok", "exit 0")
