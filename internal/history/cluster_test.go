@@ -83,6 +83,23 @@ func connString(ports []int, attrs string) string {
 	return s
 }
 
+// waitOKCount waits for n acknowledged writes on node invoked after the
+// given time.
+func waitOKCount(ctx context.Context, h *history.History, node string, after time.Duration, n int) error {
+	return cluster.Eventually(ctx, func(context.Context) error {
+		got := 0
+		for _, op := range h.Ops() {
+			if op.Kind == history.Write && op.Result == history.OK && op.Stamp.Node == node && op.Invoke > after {
+				got++
+			}
+		}
+		if got < n {
+			return fmt.Errorf("%d of %d acknowledged writes on %s", got, n, node)
+		}
+		return nil
+	})
+}
+
 // waitOK waits for an acknowledged write on node after the given time.
 func waitOK(ctx context.Context, h *history.History, node string, after time.Duration) error {
 	return cluster.Eventually(ctx, func(context.Context) error {
@@ -95,29 +112,41 @@ func waitOK(ctx context.Context, h *history.History, node string, after time.Dur
 	})
 }
 
-// B4 through the history checker, in async and sync mode: the workload
-// writes through a multi-host read-write connection string and reads from
-// the primary and a replica while the primary's node (agent and postmaster)
-// is SIGKILLed; the node is restarted and rejoins. Two writers, unexpected
-// values and non-convergence fail the test in both modes. Async replication
-// may lose the unreplicated tail, so there lost acknowledged writes are
-// reported, not failed on; in sync mode none may be lost or disappear. The
-// split-brain checker of package cluster runs alongside.
+// B4 through the history checker: the workload writes through a multi-host
+// read-write connection string and reads from the primary and a replica
+// while the primary's node (agent and postmaster) is SIGKILLed; the node is
+// restarted and rejoins. Two writers, unexpected values and non-convergence
+// fail every variant. The split-brain checker of package cluster runs
+// alongside.
+//
+//   - async: a plain kill. Async replication may lose the unreplicated
+//     tail, so lost writes are reported, not failed on.
+//   - async with lagging replicas (C4): the primary's walsenders are frozen
+//     before the kill, so the writes acknowledged meanwhile exist on the old
+//     primary alone. They must be reported lost: this proves the checker
+//     sees real losses on a real cluster.
+//   - sync with lagging replicas: the same fault in synchronous mode;
+//     commits wait for the frozen standby, so none is acknowledged and none
+//     may be lost or disappear (I1).
 func TestKillPrimaryHistory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: a 3-node cluster")
 	}
-	t.Run("async", func(t *testing.T) { killPrimary(t, false) })
-	t.Run("sync", func(t *testing.T) { killPrimary(t, true) })
+	t.Run("async", func(t *testing.T) { killPrimary(t, false, false) })
+	t.Run("async lagging replicas", func(t *testing.T) { killPrimary(t, false, true) })
+	t.Run("sync lagging replicas", func(t *testing.T) { killPrimary(t, true, true) })
 }
 
-func killPrimary(t *testing.T, sync bool) {
+func killPrimary(t *testing.T, sync, lagging bool) {
 	dyn := map[string]any{"ttl": 3, "loop_wait": 1, "retry_timeout": 1,
 		"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": false}}
 	mode := "async"
 	if sync {
 		dyn["synchronous_mode"] = true
 		mode = "sync"
+	}
+	if lagging {
+		mode += " with lagging replicas (walsenders frozen before the kill)"
 	}
 	opts := cluster.Options{Mode: cluster.Processes, NodeProc: nodeProc(t), Dynamic: dyn, BinDir: pgtest.BinDir(t),
 		Namespace: "pgha-history-test", Logger: pgtest.Logger(t, "harness")}
@@ -171,6 +200,17 @@ func killPrimary(t *testing.T, sync bool) {
 	ctx := within(t, 5*time.Minute)
 	require.NoError(t, waitOK(ctx, h, p.Name, 0))
 	time.Sleep(time.Second) // a second of load before the fault, not a wait for a condition
+	if lagging {
+		frozen, err := p.FreezeWALSenders(ctx)
+		require.NoError(t, err)
+		frozenAt := h.Since() // writes invoked from now on cannot reach a replica
+		require.Len(t, frozen, 2, "two walsenders on the primary")
+		if sync {
+			time.Sleep(time.Second) // commits now wait for the frozen standby: none can be acknowledged
+		} else {
+			require.NoError(t, waitOKCount(ctx, h, p.Name, frozenAt, 20), "writes acknowledged by the old primary alone")
+		}
+	}
 	killedAt := h.Since()
 	require.NoError(t, p.Kill())
 	q, err := c.WaitPrimary(within(t, time.Minute), p)
@@ -242,6 +282,8 @@ func killPrimary(t *testing.T, sync bool) {
 	if sync {
 		require.Empty(t, r.Of(history.CheckLost), "sync mode: lost acknowledged writes")
 		require.Empty(t, r.Of(history.CheckDisappeared), "sync mode: values seen and then gone")
+	} else if lagging {
+		require.NotEmpty(t, r.Of(history.CheckLost), "the writes acknowledged while the walsenders were frozen existed on the old primary alone")
 	}
 
 	// The history is not vacuous: acknowledged writes on both timelines.
@@ -255,9 +297,16 @@ func killPrimary(t *testing.T, sync bool) {
 	require.NotEmpty(t, r.Stats.Gaps)
 	g := r.Stats.Gaps[len(r.Stats.Gaps)-1]
 	lossNote := "reported: %d lost acknowledged writes, %d disappeared, %d phantom replica reads (allowed in async)"
-	if sync {
+	switch {
+	case sync:
 		lossNote = "verified: %d lost acknowledged writes, %d disappeared (must be 0 in sync); reported: %d phantom replica reads"
+	case lagging:
+		lossNote = "verified: %d lost acknowledged writes (must be > 0: acknowledged by the old primary alone), reported: %d disappeared, %d phantom replica reads (allowed in async)"
 	}
+	if r.Stats.LostLSNMax > 0 {
+		lossNote += fmt.Sprintf(" (lost LSN range %s..%s)", history.FormatLSN(r.Stats.LostLSNMin), history.FormatLSN(r.Stats.LostLSNMax))
+	}
+	lossNote += fmt.Sprintf("; %d indeterminate writes (%d present, %d absent)", r.Stats.WritesInfo, r.Stats.InfoPresent, r.Stats.InfoAbsent)
 	t.Logf("B4 %s: injected SIGKILL of primary %s (agent and postmaster) at %s, restarted it at %s; "+
 		"verified: no two writers (server stamps; split-brain checker %d rounds), no unexpected values, "+
 		"convergence (one primary %s named by the leader key, replicas streaming on its timeline, equal tables: %d rows); "+
