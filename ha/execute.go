@@ -191,7 +191,13 @@ func (n *Node) execute(ctx context.Context, d failover.Decision, c *dcs.Cluster,
 		if err := n.store.ReleaseLeader(ctx, nil); err != nil {
 			n.log.Warn("releasing the leader key", "error", err)
 		}
+		wasPrimary := n.role == dcs.RolePrimary
 		n.setRole(dcs.RoleDemoted)
+		if wasPrimary {
+			// A primary that could not be started again gives up the key:
+			// Patroni's post_recover reports it with on_role_change demoted.
+			n.event(ActionOnRoleChange, dcs.RoleDemoted)
+		}
 	case failover.ActionRewind:
 		up, err := upstreamOf(c, d.Target)
 		if err != nil {

@@ -114,6 +114,7 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 	}
 	n.prepareSlots() // before execute: primary_slot_name is set before a replica starts
 	n.execute(ctx, d, cluster, in.Local)
+	n.afterCycle(in.Local)
 	n.syncSlots(ctx, cluster, d)
 	n.afterCycle(in.Local)
 	n.publishMember(ctx)
