@@ -178,7 +178,7 @@ func (n *Node) demoteGraceful(ctx context.Context, d failover.Decision, c *dcs.C
 		}
 		n.sleep(ctx, 20*time.Millisecond)
 	}
-	if err := n.store.ReleaseLeader(ctx, &dcs.Status{Optime: final}); err != nil && !errors.Is(err, dcs.ErrNotLeader) {
+	if err := n.store.ReleaseLeader(ctx, n.releaseStatus(final)); err != nil && !errors.Is(err, dcs.ErrNotLeader) {
 		n.log.Warn("switchover: releasing the leader key", "error", err)
 	}
 	n.setRole(dcs.RoleDemoted)

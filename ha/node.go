@@ -315,7 +315,7 @@ func (n *Node) shutdown() {
 		_ = n.wd.Disable()
 	}
 	if cd, err := n.pg.Status(ctx); err == nil && cd.Control != nil {
-		status = &dcs.Status{Optime: int64(cd.Control.CheckpointLSN)}
+		status = n.releaseStatus(int64(cd.Control.CheckpointLSN))
 	}
 	if wasLeader {
 		if err := n.store.ReleaseLeader(ctx, status); err != nil && !errors.Is(err, dcs.ErrNotLeader) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -156,7 +157,16 @@ func (n *Node) syncSlots(ctx context.Context, c *dcs.Cluster, d failover.Decisio
 			if !snap.InRecovery {
 				role = dcs.RolePrimary
 			}
-			desired := replication.DesiredSlots(replication.SlotsInput{Cluster: c, Name: n.cfg.Name, Role: role,
+			cs := c
+			if p := st.published; leading && p != nil && len(p.RetainSlots) > 0 {
+				// The leader's own retention is ahead of /status by a
+				// round: a member that left right after its slot was
+				// created is retained here too.
+				cc := *c
+				cc.Status.RetainSlots = union(c.Status.RetainSlots, p.RetainSlots)
+				cs = &cc
+			}
+			desired := replication.DesiredSlots(replication.SlotsInput{Cluster: cs, Name: n.cfg.Name, Role: role,
 				Tags: n.cfg.Tags, Config: cfg, ServerVersion: version})
 			view.Problems = desired.Problems
 			if p := strings.Join(desired.Problems, "; "); p != st.problems {
@@ -299,6 +309,22 @@ func (n *Node) checkSlotWAL(view *ReplicationView) {
 			n.log.Info("replication slot is back under the WAL warning threshold", "slot", name)
 		}
 	}
+}
+
+// union returns the sorted union of two name lists.
+func union(a, b []string) []string {
+	out := append(append([]string(nil), a...), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// releaseStatus is the /status a leader writes as it releases the key
+// (shutdown, switchover): the final optime with the slots and
+// retain_slots it publishes, so that the others keep its slot (and those
+// of absent members) for member_slots_ttl instead of dropping them at once.
+func (n *Node) releaseStatus(optime int64) *dcs.Status {
+	s, _ := n.slotStatus(optime)
+	return &s
 }
 
 // slotStatus is the /status value the leader writes with optime pos (its
