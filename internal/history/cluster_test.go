@@ -159,7 +159,7 @@ func killPrimary(t *testing.T, sync, lagging bool) {
 	if sync {
 		// Acknowledged writes are protected once a standby is synchronous.
 		require.NoError(t, cluster.Eventually(within(t, time.Minute), func(ctx context.Context) error {
-			n, err := p.QueryInt(ctx, "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")
+			n, err := p.QueryInt(ctx, "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')")
 			if err == nil && n == 0 {
 				err = fmt.Errorf("no synchronous standby yet")
 			}
