@@ -115,6 +115,11 @@ func (d *decider) healthiest() verdict {
 	if d.l.State == StateStarting {
 		return no("not racing: PostgreSQL is starting")
 	}
+	if fs := d.c.Failsafe; d.cfg.FailsafeMode && fs != nil && len(fs.Members) > 0 {
+		if _, listed := fs.Members[d.me]; !listed {
+			return no("not racing: failsafe mode is on and I am not listed in /failsafe")
+		}
+	}
 	if d.primaryish() {
 		if d.syncGated() && !d.c.Sync.Matches(d.me) {
 			return no(fmt.Sprintf("not racing: synchronous_mode is %s and /sync names %s, not me: a primary outside /sync may lack acknowledged commits", d.cfg.SynchronousMode, d.c.Sync.Leader))

@@ -276,7 +276,8 @@ func (d *decider) handsOff(prefix, why string) Decision {
 	return Decision{Action: ActionNone, Reason: prefix + "no action (" + why + ")"}
 }
 
-// dcsUnreachable is SPEC 3.10 without failsafe mode. A primary keeps
+// dcsUnreachable is SPEC 3.10. In failsafe mode a primary that every
+// member acknowledged this cycle keeps running. Otherwise a primary keeps
 // running while its lease is valid (no other node can lead before it runs
 // out) and is demoted offline once it is not; the fence timer in ha does the
 // same at the same instant, whichever comes first.
@@ -288,6 +289,9 @@ func (d *decider) dcsUnreachable() Decision {
 		return Decision{Action: ActionCancelAsync, Reason: "lost leader before promote: DCS is not accessible"}
 	}
 	if d.primaryish() {
+		if d.cfg.FailsafeMode && d.l.FailsafeConfirmed {
+			return Decision{Action: ActionNone, Reason: "continue to run as a leader because failsafe mode is enabled and all members are accessible"}
+		}
 		if d.l.LeaderValid {
 			return Decision{Action: ActionNone, Reason: "DCS is not accessible; continuing as primary while my leader lease is valid"}
 		}

@@ -27,8 +27,10 @@ type Input struct {
 	// Config.Pause makes Decide take no automatic action (a leader keeps
 	// its lock); Config.SynchronousMode restricts automatic failover to the
 	// members /sync lists (see the package doc); Config.StandbyCluster makes
-	// Decide take no action. Config.FailsafeMode and
-	// Config.PrimaryRaceBackoff are ignored.
+	// Decide take no action. Config.FailsafeMode keeps a primary that
+	// Local.FailsafeConfirmed running while the DCS is out of reach, and
+	// keeps members not listed in /failsafe out of races.
+	// Config.PrimaryRaceBackoff is ignored.
 	Config dcs.DynamicConfig
 
 	// Local is this node: its identity, lease, Postgres and memory.
@@ -89,6 +91,12 @@ type Local struct {
 	// required) but cannot be used. Such a node never races and never
 	// promotes; a primary is demoted.
 	WatchdogFailed bool
+
+	// FailsafeConfirmed is true when, in failsafe mode with the DCS out of
+	// reach, every member listed in /failsafe acknowledged this node as the
+	// primary (POST /failsafe) during this cycle (SPEC.md 3.10). Such a
+	// primary keeps running.
+	FailsafeConfirmed bool
 
 	// DataDirEmpty is true when the data directory is missing or empty.
 	DataDirEmpty bool

@@ -111,3 +111,25 @@ func TestValidateSwitchoverSync(t *testing.T) {
 }
 
 func unlockedWithSync() *dcs.Cluster { return syncCluster("node2") }
+
+func TestDecideFailsafe(t *testing.T) {
+	fsOn := cfg("failsafe_mode", true)
+	cut := func(in failover.Input) failover.Input { in.DCSReachable = false; return in }
+	p := primary("node1", pos)
+	p.LeaderValid = false
+	d := failover.Decide(cut(with(input(cluster(), p), fsOn)))
+	assert.Equal(t, failover.ActionDemote, d.Action, "not confirmed: demote offline: %s", d)
+	assert.Equal(t, failover.DemoteOffline, d.DemoteMode)
+	p.FailsafeConfirmed = true
+	d = failover.Decide(cut(with(input(cluster(), p), fsOn)))
+	assert.Equal(t, failover.ActionNone, d.Action, d.String())
+	assert.Contains(t, d.Reason, "failsafe mode is enabled and all members are accessible")
+	d = failover.Decide(cut(input(cluster(), p)))
+	assert.Equal(t, failover.ActionDemote, d.Action, "failsafe_mode off: the acknowledgements do not count: %s", d)
+
+	c := unlocked(cluster())
+	c.Failsafe = &dcs.Failsafe{Members: map[string]string{"node1": "a", "node3": "c"}}
+	d = failover.Decide(with(probed(c, replica("node2", pos), peer("node3", pos)), fsOn))
+	assert.Equal(t, failover.ActionNone, d.Action, d.String())
+	assert.Contains(t, d.Reason, "not listed in /failsafe")
+}

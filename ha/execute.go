@@ -115,6 +115,7 @@ func (n *Node) execute(ctx context.Context, d failover.Decision, c *dcs.Cluster,
 		n.leaderRoutine(ctx, l)
 		if l.Running && !l.InRecovery && n.isLeading() {
 			n.processSync(ctx, c)
+			n.writeFailsafe(ctx, c)
 		}
 		if d.Action == failover.ActionClearFailover || d.ClearFailover {
 			n.clearFailover(ctx, d.FailoverRevision)

@@ -17,13 +17,13 @@ import (
 func (n *Node) keepLease(ctx context.Context) {
 	for ctx.Err() == nil {
 		n.mu.Lock()
-		tm, leading, deadline := n.tm, n.leading, n.deadline
+		tm, leading, deadline := n.tm, n.leading, n.leadUntilLocked()
 		n.mu.Unlock()
 
 		// A renewal must not outlive the fence: bound it by the time left.
 		timeout := max(tm.retry, time.Second)
 		if leading {
-			if left := deadline.Add(-tm.margin).Sub(n.clock.Now()); left < timeout {
+			if left := deadline.Add(-tm.margin).Sub(n.clock.Now()); left < timeout && left > 0 {
 				timeout = max(left, 50*time.Millisecond)
 			}
 		}
@@ -54,6 +54,14 @@ func (n *Node) keepLease(ctx context.Context) {
 			if n.leaseRenewed(lease, leading) {
 				_ = n.wd.Keepalive()
 			}
+		case errors.Is(err, dcs.ErrNotLeader) && errors.Is(err, dcs.ErrSessionExpired) && n.inFailsafe():
+			// The DCS came back after the lease ran out while every member
+			// acknowledged this primary (failsafe): nobody else took the
+			// key, and they follow this node until the acknowledgement
+			// expires. Keep Postgres; the loop takes the key again.
+			n.log.Warn("the lease expired while the DCS was out of reach (failsafe mode): re-acquiring the leader key", "error", err)
+			n.dropLeadership("lease expired in failsafe mode")
+			n.poke(n.wake)
 		case errors.Is(err, dcs.ErrNotLeader):
 			n.log.Error("lost the leader key", "error", err)
 			n.fenceNow("the leader key is no longer mine")
@@ -63,6 +71,14 @@ func (n *Node) keepLease(ctx context.Context) {
 			n.mu.Unlock()
 			n.log.Warn("lease renewal failed", "error", err, "leading", leading)
 			next = min(tm.renew, 250*time.Millisecond)
+			if leading && n.failsafeMode.Load() && n.failsafeDue() {
+				// Ask the members now, before the fence fires: the loop may
+				// be waiting for the DCS itself.
+				if _, running := n.pg.Running(); running {
+					n.confirmFailsafe(ctx, n.lastClusterSnapshot())
+					n.poke(n.wake)
+				}
+			}
 		}
 		t := n.clock.NewTimer(next)
 		select {
@@ -95,7 +111,7 @@ func (n *Node) armFenceLocked() {
 	if n.fenceTimer != nil {
 		n.fenceTimer.Stop()
 	}
-	d := n.deadline.Add(-n.tm.margin).Sub(n.clock.Now())
+	d := n.leadUntilLocked().Add(-n.tm.margin).Sub(n.clock.Now())
 	n.fenceTimer = n.clock.AfterFunc(max(d, 0), func() { n.fenceNow("the lease could not be renewed before its deadline") })
 }
 
@@ -114,7 +130,16 @@ func (n *Node) becomeLeader(l dcs.Lease) {
 func (n *Node) isLeading() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.leading && n.clock.Now().Before(n.deadline.Add(-n.tm.margin))
+	return n.leading && n.clock.Now().Before(n.leadUntilLocked().Add(-n.tm.margin))
+}
+
+// leadUntilLocked is when leadership runs out: the lease deadline, or
+// later while every member acknowledges this primary in failsafe mode.
+func (n *Node) leadUntilLocked() time.Time {
+	if n.failsafeUntil.After(n.deadline) {
+		return n.failsafeUntil
+	}
+	return n.deadline
 }
 
 // endLeadership forgets leadership: stops the fence timer and cancels the
@@ -134,7 +159,7 @@ func (n *Node) dropLeadership(why string) {
 	n.mu.Lock()
 	was := n.leading
 	n.leading = false
-	n.deadline = time.Time{}
+	n.deadline, n.failsafeUntil = time.Time{}, time.Time{}
 	if n.fenceTimer != nil {
 		n.fenceTimer.Stop()
 		n.fenceTimer = nil
@@ -204,6 +229,13 @@ func (n *Node) fencer(ctx context.Context) {
 
 // dcsReachable reports whether the lease keeper's last renewal succeeded or
 // the last success is recent (within one renewal interval plus retry).
+// renewalFailing reports whether the last lease renewal failed.
+func (n *Node) renewalFailing() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leaseErr != nil
+}
+
 func (n *Node) dcsReachable() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()

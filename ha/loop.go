@@ -83,7 +83,12 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 	if reachable {
 		n.releaseIfFenced(ctx, cluster)
 	}
+	cluster = n.withFailsafeLeader(cluster)
 	local := n.observe(ctx, cluster)
+	if n.dyn.FailsafeMode && local.Running && !local.InRecovery {
+		// The lease keeper asks the members when renewals fail.
+		local.FailsafeConfirmed = n.inFailsafe()
+	}
 	in := failover.Input{Cluster: cluster, DCSReachable: reachable, Config: n.dyn, Local: local, Now: n.clock.Now()}
 	var d failover.Decision
 	for range 4 {
@@ -114,7 +119,6 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 	}
 	n.prepareSlots() // before execute: primary_slot_name is set before a replica starts
 	n.execute(ctx, d, cluster, in.Local)
-	n.afterCycle(in.Local)
 	n.syncSlots(ctx, cluster, d)
 	n.afterCycle(in.Local)
 	n.publishMember(ctx)
@@ -139,6 +143,7 @@ func (n *Node) setDynamic(d dcs.DynamicConfig) {
 		}
 	}
 	n.dyn = d
+	n.failsafeMode.Store(d.FailsafeMode)
 }
 
 // observe builds the decision's view of this node.
@@ -147,7 +152,7 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 	l := failover.Local{
 		Name:        n.cfg.Name,
 		LeaseID:     n.lease.ID,
-		LeaderValid: n.leading && n.clock.Now().Before(n.deadline.Add(-n.tm.margin)),
+		LeaderValid: n.leading && n.clock.Now().Before(n.leadUntilLocked().Add(-n.tm.margin)),
 	}
 	n.mu.Unlock()
 	l.Tags = n.cfg.Tags

@@ -73,7 +73,7 @@ func (n *Node) publishMember(ctx context.Context) {
 // publishStatus stores a new Status snapshot; edit may adjust it.
 func (n *Node) publishStatus(edit ...func(*Status)) {
 	n.mu.Lock()
-	leading := n.leading && n.clock.Now().Before(n.deadline.Add(-n.tm.margin))
+	leading := n.leading && n.clock.Now().Before(n.leadUntilLocked().Add(-n.tm.margin))
 	deadline := n.deadline
 	n.mu.Unlock()
 	st := n.observed
@@ -83,7 +83,8 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 		ServerVersion: n.pg.Version() * 10000,
 		Tags:          n.cfg.Tags, DCSLastSeen: n.dcsLastSeen, PendingRestart: st.PendingRestart,
 		TTL: n.dyn.TTL, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, Paused: n.dyn.Pause,
-		Taken: n.clock.Now(),
+		FailsafeMode: n.dyn.FailsafeMode,
+		Taken:        n.clock.Now(),
 	}
 	if s.Role == "" {
 		s.Role = dcs.RoleUninitialized
@@ -103,6 +104,10 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 		s.ClusterUnlocked = true
 	}
 	s.WatchdogFailed = n.watchdogFailed()
+	if s.FailsafeMode {
+		_, following := n.failsafeLeader()
+		s.FailsafeActive = n.inFailsafe() || following
+	}
 	for _, e := range edit {
 		e(s)
 	}

@@ -73,7 +73,7 @@ var metricDefs = []metricDef{
 		return float64(s.ServerVersion)
 	}},
 	{"patroni_cluster_unlocked", "Value is 1 if the cluster is unlocked, 0 if locked.", false, func(s *Status) float64 { return b2f(s.ClusterUnlocked) }},
-	{"patroni_failsafe_mode_is_active", "Value is 1 if failsafe mode is active, 0 if inactive.", false, func(*Status) float64 { return 0 }},
+	{"patroni_failsafe_mode_is_active", "Value is 1 if failsafe mode is active, 0 if inactive.", false, func(s *Status) float64 { return b2f(s.FailsafeActive) }},
 	{"patroni_postgres_timeline", "Postgres timeline of this node (if running), 0 otherwise.", true, func(s *Status) float64 { return float64(s.Timeline) }},
 	{"patroni_dcs_last_seen", "Epoch timestamp when DCS was last contacted successfully by Patroni.", false, func(s *Status) float64 {
 		if s.DCSLastSeen.IsZero() {

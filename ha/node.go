@@ -75,7 +75,16 @@ type Node struct {
 	deadline     time.Time // lease deadline while leading
 	fenceTimer   clock.Timer
 	leaderCancel context.CancelFunc
-	fenced       bool          // the fence stopped Postgres since the last decision
+	fenced       bool // the fence stopped Postgres since the last decision
+	// failsafeUntil: every member acknowledged this primary (failsafe
+	// mode, DCS out of reach); it leads until then as if its lease ran.
+	failsafeUntil time.Time
+
+	// failsafe: the leader that announced itself by POST /failsafe.
+	fsMu     sync.Mutex
+	fsLeader failsafeAnnounce
+	// failsafeMode mirrors the dynamic failsafe_mode for the lease keeper.
+	failsafeMode atomic.Bool
 	events       eventCounters // pgha_* event counters for /metrics (metrics.go)
 
 	// loop state, owned by the loop goroutine

@@ -40,7 +40,7 @@ const maxBody = 1 << 20
 func isUnsafe(method, seg string) bool {
 	switch method + " " + seg {
 	case "PATCH config", "PUT config", "POST reload", "POST restart", "DELETE restart", "DELETE switchover",
-		"POST reinitialize", "POST failover", "POST switchover":
+		"POST reinitialize", "POST failover", "POST switchover", "POST failsafe":
 		return true
 	}
 	return false
@@ -86,7 +86,9 @@ func (h *apiHandler) serveAPI(w http.ResponseWriter, r *http.Request, seg string
 	case "GET metrics":
 		h.metrics(w, r)
 	case "GET failsafe":
-		text(w, http.StatusBadGateway, "failsafe_mode is not enabled")
+		h.getFailsafe(w)
+	case "POST failsafe":
+		h.postFailsafeHandler(w, r)
 	default:
 		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
 			return false

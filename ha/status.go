@@ -64,6 +64,11 @@ type Status struct {
 	// protect a primary (watchdog_failed in /patroni): the node neither
 	// races for nor keeps the leader key.
 	WatchdogFailed bool
+	// FailsafeMode is the dynamic failsafe_mode; FailsafeActive is true
+	// while this primary runs on its members' acknowledgement (DCS out of
+	// reach) or this replica follows a leader that announced itself by
+	// POST /failsafe.
+	FailsafeMode, FailsafeActive bool
 	// SyncStandby is true for a replica that /sync lists as a synchronous
 	// standby while synchronous mode is on.
 	SyncStandby bool
