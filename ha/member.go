@@ -108,6 +108,7 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 		_, following := n.failsafeLeader()
 		s.FailsafeActive = n.inFailsafe() || following
 	}
+	s.WatchdogFailed = n.watchdogFailed()
 	for _, e := range edit {
 		e(s)
 	}
