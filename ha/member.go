@@ -108,7 +108,6 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 		_, following := n.failsafeLeader()
 		s.FailsafeActive = n.inFailsafe() || following
 	}
-	s.WatchdogFailed = n.watchdogFailed()
 	for _, e := range edit {
 		e(s)
 	}
