@@ -106,3 +106,36 @@ func TestObserve(t *testing.T) {
 		return nil
 	})
 }
+
+// BenchmarkReplicationRound measures what the HA loop adds per cycle on a
+// primary with one replica and three slots: Observe (3 queries) and
+// ListSlots (1), on the instance's cached connection.
+func BenchmarkReplicationRound(b *testing.B) {
+	ctx := context.Background()
+	a := pgtest.Init(b, pgtest.Config(b, "bench-a"))
+	r := pgtest.New(b, pgtest.Config(b, "bench-b"))
+	err := a.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		for _, s := range []string{"bench_b", "x1", "x2"} {
+			if _, err := pg.CreatePhysicalSlot(ctx, c, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	require.NoError(b, err)
+	require.NoError(b, r.Clone(ctx, pgtest.Upstream(a, "bench_b"), nil))
+	require.NoError(b, r.Start(ctx))
+	b.ResetTimer()
+	for b.Loop() {
+		err := a.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+			if _, err := replication.Observe(ctx, c); err != nil {
+				return err
+			}
+			_, err := pg.ListSlots(ctx, c)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
