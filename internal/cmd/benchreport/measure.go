@@ -333,15 +333,27 @@ func trials(ctx context.Context, s system, t timing, n int, w *writers, res resu
 			err  error
 		}
 		answered := make(chan answer, 1)
+		// A refused or failed request ends the waits for its effect at once.
+		sctx, refused := context.WithCancel(ctx)
+		defer refused()
 		go func() {
 			code, body, err := switchover(withTimeout(ctx, time.Minute), pn)
+			if err != nil || code != 200 {
+				refused()
+			}
 			answered <- answer{code, body, err}
 		}()
 		direct := func(a ack) bool { return strings.HasPrefix(a.src, "node:") }
 		outage := func(pred func(ack) bool, what string) (time.Duration, error) {
-			first, err := w.rec.first(withTimeout(ctx, time.Minute), what, func(a ack) bool { return pred(a) && a.port != pn.pgPort && a.at.After(t0) })
+			first, err := w.rec.first(withTimeout(sctx, time.Minute), what, func(a ack) bool { return pred(a) && a.port != pn.pgPort && a.at.After(t0) })
 			if err != nil {
-				return 0, err
+				select {
+				case ans := <-answered:
+					answered <- ans
+					return 0, fmt.Errorf("%w; POST /switchover to %s answered %d %q %v", err, pn.name, ans.code, ans.body, ans.err)
+				default:
+					return 0, err
+				}
 			}
 			lastOld, ok := w.rec.last(func(a ack) bool { return pred(a) && a.port == pn.pgPort && a.at.Before(first.at) })
 			if !ok || lastOld.at.Before(t0) {
