@@ -113,6 +113,9 @@ func (n *Node) confirmFailsafe(ctx context.Context, c *dcs.Cluster) bool {
 		n.armFenceLocked()
 	}
 	n.mu.Unlock()
+	// As after a renewal (and as Patroni does): every member acknowledged
+	// this primary, so its watchdog is kept alive.
+	_ = n.wd.Keepalive()
 	n.log.Info("continue to run as a leader because failsafe mode is enabled and all members are accessible")
 	return true
 }
