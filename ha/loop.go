@@ -123,7 +123,13 @@ func (n *Node) cycle(ctx context.Context) time.Time {
 	n.afterCycle(in.Local)
 	n.publishMember(ctx)
 	n.publishStatus(func(s *Status) { s.LastDecision, s.Blocked = d.String(), string(d.Blocked) })
-	return d.WakeAt
+	wake := d.WakeAt
+	if d.Action == failover.ActionRefreshLeader || d.Action == failover.ActionNone {
+		if at := n.evaluateScheduledRestart(ctx); !at.IsZero() && (wake.IsZero() || at.Before(wake)) {
+			wake = at
+		}
+	}
+	return wake
 }
 
 func (n *Node) setDynamic(d dcs.DynamicConfig) {

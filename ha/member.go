@@ -22,6 +22,7 @@ func (n *Node) memberData() dcs.MemberData {
 		Tags:    n.cfg.Tags,
 		Pause:   n.dyn.Pause,
 	}
+	d.ScheduledRestart = n.scheduledRestartData()
 	if d.Role == "" {
 		d.Role = dcs.RoleUninitialized
 	}
@@ -104,6 +105,10 @@ func (n *Node) publishStatus(edit ...func(*Status)) {
 		s.ClusterUnlocked = true
 	}
 	s.WatchdogFailed = n.watchdogFailed()
+	if sr := n.scheduledRestartData(); sr != nil {
+		delete(sr, "postmaster_start_time")
+		s.ScheduledRestart = sr
+	}
 	if s.FailsafeMode {
 		_, following := n.failsafeLeader()
 		s.FailsafeActive = n.inFailsafe() || following

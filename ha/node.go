@@ -85,7 +85,11 @@ type Node struct {
 	fsLeader failsafeAnnounce
 	// failsafeMode mirrors the dynamic failsafe_mode for the lease keeper.
 	failsafeMode atomic.Bool
-	events       eventCounters // pgha_* event counters for /metrics (metrics.go)
+
+	// sched is the scheduled restart (POST /restart with a schedule).
+	schedMu sync.Mutex
+	sched   *scheduledRestart
+	events  eventCounters // pgha_* event counters for /metrics (metrics.go)
 
 	// loop state, owned by the loop goroutine
 	mem         failover.Memory
@@ -203,6 +207,11 @@ func (n *Node) Handler() http.Handler {
 func (n *Node) liveStatus() *Status {
 	c := *n.Status()
 	c.IsLeader = n.isLeading()
+	c.ScheduledRestart = nil
+	if sr := n.scheduledRestartData(); sr != nil {
+		delete(sr, "postmaster_start_time")
+		c.ScheduledRestart = sr
+	}
 	if _, running := n.pg.Running(); !running {
 		if c.State == "running" {
 			c.State = "stopped"

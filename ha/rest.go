@@ -80,7 +80,11 @@ func (h *apiHandler) serveAPI(w http.ResponseWriter, r *http.Request, seg string
 	case "POST restart":
 		h.postRestart(w, r)
 	case "DELETE restart":
-		text(w, http.StatusNotFound, "no restarts are scheduled")
+		if n.CancelScheduledRestart() {
+			text(w, http.StatusOK, "scheduled restart deleted")
+		} else {
+			text(w, http.StatusNotFound, "no restarts are scheduled")
+		}
 	case "POST reinitialize":
 		h.postReinitialize(w, r)
 	case "GET metrics":
@@ -542,49 +546,18 @@ func (h *apiHandler) postRestart(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, ok := body["schedule"]; ok {
-		text(w, http.StatusServiceUnavailable, "scheduled restarts are not supported by pgha yet")
+	if msg := restartFiltersInvalid(body); msg != "" {
+		text(w, http.StatusBadRequest, msg)
+		return
+	}
+	if v, ok := body["schedule"]; ok {
+		h.scheduleRestart(w, v, body)
 		return
 	}
 	st := h.node.liveStatus()
-	if role, ok := body["role"].(string); ok {
-		switch role {
-		case "primary", "master", "replica", "standby_leader":
-		default:
-			text(w, http.StatusBadRequest, "PostgreSQL role should be either primary, standby_leader, or replica")
-			return
-		}
-		want := role
-		if want == "master" {
-			want = "primary"
-		}
-		if st.Role != want {
-			text(w, http.StatusServiceUnavailable, "restart conditions are not satisfied")
-			return
-		}
-	}
-	if rp, present := body["restart_pending"]; present {
-		b, isBool := rp.(bool)
-		if !isBool {
-			text(w, http.StatusBadRequest, "restart_pending should be a boolean")
-			return
-		}
-		if b && !st.PendingRestart {
-			text(w, http.StatusServiceUnavailable, "restart conditions are not satisfied")
-			return
-		}
-	}
-	if v, present := body["postgres_version"]; present {
-		s, _ := v.(string)
-		want, err := parsePGVersion(s)
-		if err != nil {
-			text(w, http.StatusBadRequest, "PostgreSQL version should be in the first.major.minor format")
-			return
-		}
-		if st.ServerVersion >= want {
-			text(w, http.StatusServiceUnavailable, "restart conditions are not satisfied")
-			return
-		}
+	if why := restartConditionsFail(st, body); why != "" {
+		text(w, http.StatusServiceUnavailable, "restart conditions are not satisfied")
+		return
 	}
 	if err := h.node.Restart(r.Context()); err != nil {
 		text(w, http.StatusServiceUnavailable, err.Error())
@@ -617,4 +590,84 @@ func (h *apiHandler) postReinitialize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	text(w, http.StatusOK, "reinitialize started")
+}
+
+// restartFiltersInvalid checks the shape of POST /restart's conditions.
+func restartFiltersInvalid(body map[string]any) string {
+	if role, ok := body["role"]; ok {
+		switch role {
+		case "primary", "master", "replica", "standby_leader":
+		default:
+			return "PostgreSQL role should be either primary, standby_leader, or replica"
+		}
+	}
+	if rp, ok := body["restart_pending"]; ok {
+		if _, isBool := rp.(bool); !isBool {
+			return "restart_pending should be a boolean"
+		}
+	}
+	if v, ok := body["postgres_version"]; ok {
+		s, _ := v.(string)
+		if _, err := parsePGVersion(s); err != nil {
+			return "PostgreSQL version should be in the first.major.minor format"
+		}
+	}
+	if v, ok := body["timeout"]; ok {
+		f, isNum := v.(float64)
+		if !isNum || f <= 0 {
+			return "timeout should be a positive number of seconds"
+		}
+	}
+	return ""
+}
+
+// restartConditionsFail says which condition of a restart request does
+// not hold for st, "" when all hold (the filters were checked for shape).
+func restartConditionsFail(st *Status, body map[string]any) string {
+	if role, ok := body["role"].(string); ok {
+		if role == "master" {
+			role = "primary"
+		}
+		if st.Role != role {
+			return "role is " + st.Role + ", not " + role
+		}
+	}
+	if b, _ := body["restart_pending"].(bool); b && !st.PendingRestart {
+		return "no restart is pending"
+	}
+	if v, ok := body["postgres_version"].(string); ok {
+		if want, err := parsePGVersion(v); err == nil && st.ServerVersion >= want {
+			return "the server is not older than " + v
+		}
+	}
+	return ""
+}
+
+// scheduleRestart is POST /restart with a schedule.
+func (h *apiHandler) scheduleRestart(w http.ResponseWriter, v any, body map[string]any) {
+	s, _ := v.(string)
+	at, err := dcs.ParseTime(s)
+	if err != nil || s == "" {
+		text(w, http.StatusBadRequest, "Unable to parse scheduled timestamp. It should be in an unambiguous format, e.g. ISO 8601")
+		return
+	}
+	if h.node.Status().Paused {
+		text(w, http.StatusInternalServerError, "Can't schedule restart in the paused state")
+		return
+	}
+	if at.Before(h.node.clock.Now()) {
+		text(w, http.StatusUnprocessableEntity, "Cannot schedule restart in the past")
+		return
+	}
+	filters := map[string]any{}
+	for k, v := range body {
+		if k != "schedule" {
+			filters[k] = v
+		}
+	}
+	if err := h.node.ScheduleRestart(at, filters); err != nil {
+		text(w, http.StatusConflict, "Another restart is already scheduled")
+		return
+	}
+	text(w, http.StatusAccepted, "Restart scheduled")
 }

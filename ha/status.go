@@ -64,6 +64,9 @@ type Status struct {
 	// protect a primary (watchdog_failed in /patroni): the node neither
 	// races for nor keeps the leader key.
 	WatchdogFailed bool
+	// ScheduledRestart is the pending scheduled restart ({"schedule": ...,
+	// plus its conditions}), nil when none.
+	ScheduledRestart map[string]any
 	// FailsafeMode is the dynamic failsafe_mode; FailsafeActive is true
 	// while this primary runs on its members' acknowledgement (DCS out of
 	// reach) or this replica follows a leader that announced itself by
@@ -130,6 +133,9 @@ func (s *Status) patroniJSON() []byte {
 	}
 	if s.SyncStandby && s.InRecovery {
 		m["sync_standby"] = true
+	}
+	if s.ScheduledRestart != nil {
+		m["scheduled_restart"] = s.ScheduledRestart
 	}
 	if s.pgKnown && (s.State == "running" || s.State == "starting" || s.State == "restarting") {
 		if !s.PostmasterStartTime.IsZero() {
