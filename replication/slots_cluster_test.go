@@ -158,6 +158,7 @@ func TestSlotsOnCluster(t *testing.T) {
 		want, err := p.QueryInt(ctx, "SELECT count(*) FROM big")
 		require.NoError(t, err)
 
+		started := time.Now()
 		require.NoError(t, r.Start(ctx))
 		eventually(t, 3*time.Minute, func(ctx context.Context) error {
 			n, err := r.QueryInt(ctx, "SELECT count(*) FROM big")
@@ -169,6 +170,7 @@ func TestSlotsOnCluster(t *testing.T) {
 			}
 			return nil
 		})
+		t.Logf("%s caught up %d MB of WAL kept by its slot in %s after its start", r.Name, kept>>20, time.Since(started).Round(time.Millisecond))
 		_, err = os.Stat(marker)
 		require.NoError(t, err, "the replica caught up by streaming, not by a new clone")
 		eventually(t, time.Minute, func(ctx context.Context) error {
