@@ -387,12 +387,14 @@ func newSlotCollector(n *Node) *slotCollector {
 	}
 }
 
+// Describe sends the descriptors of the replication metrics.
 func (c *slotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.retained, c.over, c.threshold, c.slotCount, c.lagBytes, c.lagSeconds} {
 		ch <- d
 	}
 }
 
+// Collect reports the last replication view.
 func (c *slotCollector) Collect(ch chan<- prometheus.Metric) {
 	v := c.n.Replication()
 	if v == nil {
