@@ -13,13 +13,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/dcs/etcddcs"
 	"github.com/pgha/pgha/internal/cluster/noderun"
 	"github.com/pgha/pgha/internal/etcdtest"
-	"github.com/pgha/pgha/internal/faultproxy"
 	"github.com/pgha/pgha/internal/freeport"
 	"github.com/pgha/pgha/pg"
 )
@@ -75,6 +73,10 @@ type Options struct {
 	// Etcd is the host:port of an etcd client endpoint to use. Empty starts
 	// an embedded etcd that Close stops.
 	Etcd string
+	// EtcdEndpoints, when set, are the host:port of every member of an etcd
+	// cluster to use instead of Etcd: each node reaches each member
+	// through a proxy of its own (see etcd_endpoints.go).
+	EtcdEndpoints []string
 	// Namespace is the DCS namespace. Default "pgha-cluster".
 	Namespace string
 	// Scope is the cluster name. Default a name unique in this process.
@@ -180,8 +182,11 @@ func New(ctx context.Context, opts Options) (c *Cluster, err error) {
 		c.addr = c.etcd.Addr
 	} else {
 		c.addr = opts.Etcd
+		if len(opts.EtcdEndpoints) > 0 {
+			c.addr = opts.EtcdEndpoints[0]
+		}
 	}
-	c.admin, err = clientv3.New(clientv3.Config{Endpoints: []string{"http://" + c.addr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	c.admin, err = clientv3.New(c.adminConfig())
 	if err != nil {
 		return nil, fmt.Errorf("cluster: etcd client: %w", err)
 	}
@@ -229,13 +234,14 @@ func (c *Cluster) newNode(name string, bootstrap bool) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	proxy, err := faultproxy.New(c.addr)
+	proxies, err := c.newProxies()
 	if err != nil {
 		return nil, err
 	}
+	proxy := proxies[0]
 	spec := noderun.Spec{
 		Name: name, Scope: c.path.Scope, Namespace: c.path.Namespace,
-		Endpoints: []string{"http://" + proxy.Addr()},
+		Endpoints: proxyURLs(proxies),
 		BinDir:    c.opts.BinDir, DataDir: filepath.Join(dir, "data"), SocketDir: filepath.Join(dir, "run"),
 		Port:        pgPort,
 		Superuser:   pg.Credentials{Username: "postgres", Password: SuperuserPassword},
@@ -251,7 +257,7 @@ func (c *Cluster) newNode(name string, bootstrap bool) (*Node, error) {
 	if c.opts.Mode == Processes {
 		spec.FreezeArmFile = filepath.Join(dir, "freeze-arm")
 	}
-	return &Node{c: c, Name: name, spec: spec, dir: dir, proxy: proxy, log: c.opts.Logger.Named(name)}, nil
+	return &Node{c: c, Name: name, spec: spec, dir: dir, proxy: proxy, more: proxies[1:], log: c.opts.Logger.Named(name)}, nil
 }
 
 // Close stops every node and its Postgres (SIGKILL by pid for process
@@ -263,7 +269,7 @@ func (c *Cluster) Close() error {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		for _, n := range c.nodes {
-			n.proxy.Resume() // a node cut from etcd would wait out its timeouts
+			n.resumeProxies() // a node cut from etcd would wait out its timeouts
 			wg.Go(func() {
 				if err := n.teardown(); err != nil {
 					mu.Lock()
@@ -274,7 +280,7 @@ func (c *Cluster) Close() error {
 		}
 		wg.Wait()
 		for _, n := range c.nodes {
-			_ = n.proxy.Close()
+			n.closeProxies()
 		}
 		if c.store != nil {
 			_ = c.store.Close()

@@ -47,6 +47,7 @@ type Node struct {
 	spec  noderun.Spec
 	dir   string
 	proxy *faultproxy.Proxy
+	more  []*faultproxy.Proxy // to the other etcd members (Options.EtcdEndpoints)
 	log   hclog.Logger
 
 	mu      sync.Mutex
@@ -343,13 +344,13 @@ func (n *Node) signalPostgres(sig syscall.Signal) error {
 // while etcd and the other nodes work normally.
 func (n *Node) CutFromDCS() {
 	n.log.Warn("cut from the DCS")
-	n.proxy.Pause()
+	n.pauseProxies()
 }
 
 // HealDCS ends CutFromDCS.
 func (n *Node) HealDCS() {
 	n.log.Warn("DCS link healed")
-	n.proxy.Resume()
+	n.resumeProxies()
 }
 
 // HA returns the in-process node's ha.Node (a new one after each Start),
