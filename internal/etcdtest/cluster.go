@@ -68,6 +68,10 @@ type ClusterOptions struct {
 	// Dir holds the members' data directories and logs. Default a new
 	// temporary directory that Close removes.
 	Dir string
+	// Heartbeat and ElectionTimeout are raft's timing (etcd's
+	// --heartbeat-interval and --election-timeout). Default 100 ms and 1 s,
+	// etcd's defaults.
+	Heartbeat, ElectionTimeout time.Duration
 }
 
 // Cluster is a running etcd cluster whose members are separate OS
@@ -96,6 +100,7 @@ type Member struct {
 	bin     string
 	dir     string
 	initial string
+	timing  []string // raft timing flags
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -113,6 +118,15 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (c *Cluster, err err
 	}
 	if opts.Size < 1 {
 		return nil, fmt.Errorf("etcdtest: cluster size %d", opts.Size)
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 100 * time.Millisecond
+	}
+	if opts.ElectionTimeout == 0 {
+		opts.ElectionTimeout = time.Second
+	}
+	if opts.Heartbeat < time.Millisecond || opts.ElectionTimeout < 5*opts.Heartbeat {
+		return nil, fmt.Errorf("etcdtest: heartbeat %s and election timeout %s: the election timeout must be at least 5 heartbeats", opts.Heartbeat, opts.ElectionTimeout)
 	}
 	if opts.Binary == "" {
 		return nil, errors.New("etcdtest: ClusterOptions.Binary is required (see BuildMember)")
@@ -140,7 +154,8 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (c *Cluster, err err
 			return nil, err
 		}
 		m := &Member{Name: fmt.Sprintf("m%d", i+1), ClientAddr: fmt.Sprintf("127.0.0.1:%d", cp),
-			PeerAddr: fmt.Sprintf("127.0.0.1:%d", pp), bin: opts.Binary}
+			PeerAddr: fmt.Sprintf("127.0.0.1:%d", pp), bin: opts.Binary,
+			timing: []string{"-heartbeat-ms", fmt.Sprint(opts.Heartbeat.Milliseconds()), "-election-ms", fmt.Sprint(opts.ElectionTimeout.Milliseconds())}}
 		m.dir = filepath.Join(c.dir, m.Name)
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"=http://"+m.PeerAddr)
@@ -309,8 +324,9 @@ func (m *Member) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(m.bin, "-name", m.Name, "-dir", m.dir, "-client", "http://"+m.ClientAddr,
-		"-peer", "http://"+m.PeerAddr, "-initial-cluster", m.initial, "-state", state)
+	args := append([]string{"-name", m.Name, "-dir", m.dir, "-client", "http://" + m.ClientAddr,
+		"-peer", "http://" + m.PeerAddr, "-initial-cluster", m.initial, "-state", state}, m.timing...)
+	cmd := exec.Command(m.bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -4,7 +4,8 @@
 // runs until SIGTERM or SIGINT.
 //
 // Flags: -name, -dir, -client (URL), -peer (URL), -initial-cluster
-// (name=peerURL,...), -state (new or existing).
+// (name=peerURL,...), -state (new or existing), -heartbeat-ms and
+// -election-ms (raft timing, default 100 and 1000).
 //
 // Test support; not covered by compatibility promises.
 package main
@@ -36,6 +37,8 @@ func run(args []string) error {
 	peer := fs.String("peer", "", "peer URL (listen and advertise)")
 	initial := fs.String("initial-cluster", "", "name=peerURL,... of every member")
 	state := fs.String("state", "new", "initial cluster state: new or existing")
+	heartbeat := fs.Uint("heartbeat-ms", 100, "raft heartbeat interval in milliseconds")
+	election := fs.Uint("election-ms", 1000, "raft election timeout in milliseconds")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,6 +61,7 @@ func run(args []string) error {
 	cfg.InitialCluster = *initial
 	cfg.ClusterState = *state
 	cfg.InitialClusterToken = "etcdtest"
+	cfg.TickMs, cfg.ElectionMs = *heartbeat, *election
 	cfg.LogLevel = "error"
 	cfg.LogOutputs = []string{"stderr"}
 	cfg.UnsafeNoFsync = true // tests only: speed over durability

@@ -1,0 +1,54 @@
+// Package faultsuite is pgha's fault suite: the scenarios of RELIABILITY.md
+// section 2 run against real PostgreSQL nodes (package internal/cluster),
+// a real etcd, and the workload and history checker of package
+// internal/history. The package has no API; it is its tests.
+//
+// Each scenario is a test whose closing t.Log line says what it injected
+// and what it verified. Every scenario checks that there were never two
+// writers (the history checker on server-stamped writes, or the cluster's
+// split-brain Checker) and that the cluster converges after healing.
+//
+// # DCS-side scenarios (etcd_*_test.go)
+//
+// They run on a 3-member etcd cluster whose members are separate OS
+// processes (internal/etcdtest.StartCluster), so a member can be killed,
+// restarted, or paused with SIGSTOP; each harness node reaches every member
+// through its own fault proxy (cluster.Options.EtcdEndpoints), so one node
+// can also be cut from etcd alone.
+//
+//   - C5: the etcd leader paused; the agents go on through the other
+//     members, no demotion; a primary killed meanwhile fails over.
+//   - D2: the primary cut from etcd only, in failsafe mode: it stays, and
+//     nobody else is promoted. (The default-mode D2 is
+//     internal/cluster's TestSwitchover, which cuts the primary from etcd
+//     and waits for the one new primary.)
+//   - D3: every etcd member paused: default mode demotes, nothing is
+//     promoted; failsafe mode keeps the primary while every member acks.
+//   - D4: two of three members killed (quorum lost): as D3; after the
+//     restart the state converges.
+//   - D7: asymmetric partition, the primary reaches its replicas but not
+//     etcd, with the history workload running: no overlap of acknowledged
+//     writes across timelines.
+//   - E2: the primary's agent frozen past its lease, then resumed: it does
+//     not take the leader key back from the new holder; it demotes.
+//   - E5: a deposed leader's store writes /sync, /status, /failover, /history,
+//     /failsafe and the leader key: every one is refused with
+//     dcs.ErrNotLeader (store level, two etcddcs clients on the real etcd
+//     cluster).
+//   - H5: an old primary cold-started while etcd is unreachable does not
+//     start as a writable primary.
+//
+// # Flags
+//
+// Pass them to this package only:
+//
+//	go test ./internal/faultsuite -run TestEtcd -faultsuite.slow
+//
+//   - -faultsuite.slow also runs the slow DCS-side variants (the sync mode
+//     variants, D3, E2 and D7). Without it the fast set (C5, D2 failsafe,
+//     D4, E5, H5 in async mode) runs in about four minutes on two cores.
+//
+// -short skips every scenario that starts a cluster.
+//
+// Test support; not covered by compatibility promises.
+package faultsuite
