@@ -150,6 +150,8 @@ func (n *Node) setDynamic(d dcs.DynamicConfig) {
 	}
 	n.dyn = d
 	n.failsafeMode.Store(d.FailsafeMode)
+	pub := d
+	n.dynPub.Store(&pub)
 }
 
 // observe builds the decision's view of this node.

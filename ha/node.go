@@ -85,6 +85,8 @@ type Node struct {
 	fsLeader failsafeAnnounce
 	// failsafeMode mirrors the dynamic failsafe_mode for the lease keeper.
 	failsafeMode atomic.Bool
+	// dynPub is a copy of dyn for other goroutines (the REST API).
+	dynPub atomic.Pointer[dcs.DynamicConfig]
 
 	// sched is the scheduled restart (POST /restart with a schedule).
 	schedMu sync.Mutex
@@ -161,6 +163,8 @@ func New(cfg Config) (*Node, error) {
 		dyn:       dcs.ParseDynamicConfig(cfg.bootstrapDCS()),
 	}
 	n.asyncIdle.Store(true)
+	initial := n.dyn
+	n.dynPub.Store(&initial)
 	if n.http == nil {
 		n.http = &http.Client{Timeout: cfg.ProbeTimeout}
 	}
@@ -440,3 +444,7 @@ func (n *Node) runHooks(ctx context.Context) {
 		}
 	}
 }
+
+// dynamic returns the dynamic configuration in force, for goroutines other
+// than the loop (which owns n.dyn).
+func (n *Node) dynamic() dcs.DynamicConfig { return *n.dynPub.Load() }

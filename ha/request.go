@@ -34,7 +34,7 @@ func (n *Node) Failover(ctx context.Context, candidate string) error {
 }
 
 func (n *Node) request(ctx context.Context, c *dcs.Cluster, req failover.SwitchoverRequest) error {
-	cfg := n.dyn
+	cfg := n.dynamic()
 	if c.Config != nil {
 		cfg = c.Config.Dynamic()
 	}

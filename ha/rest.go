@@ -468,7 +468,7 @@ func (h *apiHandler) postSwitchover(w http.ResponseWriter, r *http.Request, isFa
 		verb = "failed over"
 	}
 	old := c.LeaderName()
-	wait := 2 * max(10*time.Second, n.dyn.LoopWait)
+	wait := 2 * max(10*time.Second, n.dynamic().LoopWait)
 	deadline := n.clock.Now().Add(wait)
 	for n.clock.Now().Before(deadline) {
 		n.sleep(r.Context(), 100*time.Millisecond)
