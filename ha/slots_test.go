@@ -77,7 +77,9 @@ type dto struct{ byLabel map[string]float64 }
 // TestSlotsSingleNode: a primary with a permanent slot nobody consumes.
 // The slot is created, never advanced on the primary, published in
 // /status; once it holds more WAL than Config.SlotWALWarning the node
-// warns and the metrics say so.
+// warns and the metrics say so; when PostgreSQL invalidates it
+// (max_slot_wal_keep_size) the node recreates it; removed from /config, it
+// is dropped.
 func TestSlotsSingleNode(t *testing.T) {
 	pgtest.BinDir(t)
 	ctx := context.Background()
@@ -168,7 +170,41 @@ func TestSlotsSingleNode(t *testing.T) {
 	require.Equal(t, st.Slots["perm"], c.Status.Slots["perm"])
 	require.Greater(t, c.Status.Slots["slotnode"], st.Slots["slotnode"])
 
-	// Removing it from /config drops it; the warning clears.
+	// With max_slot_wal_keep_size PostgreSQL invalidates the slot (its WAL
+	// is removed: wal_status lost); the node drops it and creates it anew,
+	// reserving WAL from now on: back under the threshold.
+	_, err = cn.Exec(ctx, "ALTER SYSTEM SET max_slot_wal_keep_size = '2MB'")
+	require.NoError(t, err)
+	_, err = cn.Exec(ctx, "SELECT pg_reload_conf()")
+	require.NoError(t, err)
+	lostOnce := func() bool { return strings.Contains(logs.String(), "its WAL is lost; recreating it") }
+	pgtest.Eventually(t, 90*time.Second, func() error {
+		if !lostOnce() {
+			for _, q := range []string{"INSERT INTO filler SELECT g, repeat('y', 500) FROM generate_series(1, 3000) g",
+				"SELECT pg_switch_wal()", "CHECKPOINT"} {
+				if _, err := cn.Exec(ctx, q); err != nil {
+					return err
+				}
+			}
+			return fmt.Errorf("the slot was not found lost yet")
+		}
+		v := node.Replication()
+		if v == nil || len(v.Slots) != 1 || v.Slots[0].Name != "perm" || v.Slots[0].WALStatus == "lost" || len(v.OverThreshold) != 0 {
+			return fmt.Errorf("slots: %s", v)
+		}
+		return nil
+	})
+	require.Contains(t, logs.String(), "back under the WAL warning threshold")
+	v = node.Replication()
+	require.Less(t, v.Slots[0].RetainedBytes, int64(4<<20))
+	_, err = cn.Exec(ctx, "ALTER SYSTEM RESET max_slot_wal_keep_size")
+	require.NoError(t, err)
+	_, err = cn.Exec(ctx, "SELECT pg_reload_conf()")
+	require.NoError(t, err)
+	c, err = store.Cluster(ctx)
+	require.NoError(t, err)
+
+	// Removing it from /config drops it.
 	data := map[string]any{}
 	for k, v := range c.Config.Data {
 		data[k] = v
@@ -184,7 +220,6 @@ func TestSlotsSingleNode(t *testing.T) {
 		return nil
 	})
 	require.Contains(t, logs.String(), "dropped replication slot")
-	require.Contains(t, logs.String(), "back under the WAL warning threshold")
 }
 
 type testWriter struct{ t *testing.T }
