@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/pgha/pgha/dcs"
@@ -23,6 +24,13 @@ func (n *Node) memberData() dcs.MemberData {
 		Pause:   n.dyn.Pause,
 	}
 	d.ScheduledRestart = n.scheduledRestartData()
+	if n.syncRep.leaving {
+		d.Tags = maps.Clone(d.Tags)
+		if d.Tags == nil {
+			d.Tags = dcs.Tags{}
+		}
+		d.Tags["nosync"], d.Tags["sync_priority"] = true, 0
+	}
 	if d.Role == "" {
 		d.Role = dcs.RoleUninitialized
 	}

@@ -314,6 +314,9 @@ func (n *Node) shutdown() {
 	// a primary left running by an agent that is gone would become a second
 	// writable primary as soon as the cluster is resumed.
 	var status *dcs.Status
+	if !wasLeader {
+		n.leaveSyncDuty(ctx)
+	}
 	if _, running := n.pg.Running(); running {
 		if err := n.stopPostgres(ctx, pg.StopFast, false); err != nil {
 			n.log.Error("stopping postgres on shutdown; trying immediate", "error", err)

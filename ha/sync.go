@@ -39,6 +39,9 @@ type syncLoop struct {
 	// synchronous_standby_names settled (0: take the current one).
 	confirmLSN int64
 	warned     bool
+	// leaving: this replica is shutting down and publishes nosync so the
+	// primary takes it out of /sync before its Postgres stops.
+	leaving bool
 }
 
 // syncSettle is how long a change of synchronous_standby_names is given to
@@ -231,4 +234,35 @@ func (n *Node) prepareSyncPromote(ctx context.Context, d failover.Decision) bool
 // server rejects is never shown, and the wait must end.
 func (n *Node) syncCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, max(n.dyn.RetryTimeout, 5*time.Second))
+}
+
+// leaveSyncDuty is what a synchronous standby does before it stops
+// (SPEC.md 8.3): it publishes the tags nosync and sync_priority 0 and waits
+// up to 2*loop_wait until the primary has taken it out of /sync, so the
+// primary's commits do not stall on a standby that is going away (in
+// strict mode they then wait for another standby, or block). It proceeds
+// anyway when the DCS fails or the time is up.
+func (n *Node) leaveSyncDuty(ctx context.Context) {
+	mode := n.dyn.SynchronousMode
+	c := n.lastCluster
+	if mode == "" || mode == dcs.SyncOff || c == nil || !c.Sync.IsStandby(n.cfg.Name) {
+		return
+	}
+	n.syncRep.leaving = true
+	n.publishMember(ctx)
+	n.log.Info("leaving synchronous standby duty before stopping")
+	deadline := n.clock.Now().Add(2 * n.dyn.LoopWait)
+	for n.clock.Now().Before(deadline) && ctx.Err() == nil {
+		cl, err := n.store.Cluster(ctx)
+		if err != nil {
+			n.log.Warn("leaving synchronous standby duty: the DCS failed; stopping anyway", "error", err)
+			return
+		}
+		if !cl.Sync.IsStandby(n.cfg.Name) {
+			n.log.Info("no longer a synchronous standby")
+			return
+		}
+		n.sleep(ctx, 250*time.Millisecond)
+	}
+	n.log.Warn("still listed in /sync after 2*loop_wait; stopping anyway")
 }

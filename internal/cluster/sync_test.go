@@ -183,6 +183,18 @@ func TestSyncModeKillPrimaryLosesNothing(t *testing.T) {
 	w.stop()
 	w.checkAcked(t, p)
 	w.checkAcked(t, node(t, c, other[0]))
+	t.Logf("killed the synchronous standby %s: /sync moved to %s and writes went on", s.Name, other[0])
+	require.NoError(t, s.Start(ctx))
+	_, err = c.WaitStable(within(t, 60*time.Second))
+	require.NoError(t, err)
+
+	// G2: a clean stop of the synchronous standby hands its role over
+	// before its Postgres stops.
+	sb = waitSync(t, c, p.Name, 1, 30*time.Second)
+	s = node(t, c, sb[0])
+	require.NoError(t, s.Stop(ctx))
+	require.True(t, logHas(t, s, "no longer a synchronous standby"), "%s left /sync before stopping (see %s)", s.Name, s.LogFile())
+	waitSync(t, c, p.Name, 1, 30*time.Second, s.Name)
 	require.NoError(t, s.Start(ctx))
 	_, err = c.WaitStable(within(t, 60*time.Second))
 	require.NoError(t, err)
