@@ -268,3 +268,28 @@ func TestCallbacksAndWatchdogReachHAConfig(t *testing.T) {
 	_, err = config.Parse([]byte(bad), "x.yml", nil)
 	require.ErrorContains(t, err, "postgresql.pre_promote: cannot be split")
 }
+
+func TestSynchronousAndFailsafeSettingsAreNotWarned(t *testing.T) {
+	t.Parallel()
+	base, err := os.ReadFile("../../testdata/patroni_node1.yml")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		mode   string
+		warned bool
+	}{{"true", false}, {"quorum", true}} {
+		yml := strings.Replace(string(base), "  dcs:\n", "  dcs:\n    synchronous_mode: "+tc.mode+"\n    synchronous_mode_strict: true\n    synchronous_node_count: 2\n    maximum_lag_on_syncnode: 1048576\n    failsafe_mode: true\n", 1)
+		require.NotEqual(t, string(base), yml)
+		c, err := config.Parse([]byte(yml), "x.yml", nil)
+		require.NoError(t, err)
+		got := keys(c.Problems)
+		for _, k := range []string{"bootstrap.dcs.synchronous_mode_strict", "bootstrap.dcs.synchronous_node_count",
+			"bootstrap.dcs.maximum_lag_on_syncnode", "bootstrap.dcs.failsafe_mode"} {
+			assert.NotContains(t, got, k, "implemented")
+		}
+		if tc.warned {
+			assert.Contains(t, got, "bootstrap.dcs.synchronous_mode", "quorum runs as priority mode")
+		} else {
+			assert.NotContains(t, got, "bootstrap.dcs.synchronous_mode")
+		}
+	}
+}

@@ -622,18 +622,18 @@ func checkDynamic(d *decoder, key string, m map[string]any) {
 		"ttl": "", "loop_wait": "", "retry_timeout": "", "maximum_lag_on_failover": "", "postgresql": "",
 		"check_timeline": "", "primary_start_timeout": "", "primary_stop_timeout": "", "master_start_timeout": "",
 		"master_stop_timeout": "", "pause": "", "max_timelines_history": "", "member_slots_ttl": "",
-		"priority":                    "",
-		"synchronous_mode":            "synchronous replication is not implemented yet",
-		"synchronous_mode_strict":     "synchronous replication is not implemented yet",
-		"synchronous_node_count":      "synchronous replication is not implemented yet",
-		"maximum_lag_on_syncnode":     "synchronous replication is not implemented yet",
-		"failsafe_mode":               "failsafe mode is not implemented yet",
+		"priority":         "",
+		"synchronous_mode": "", "synchronous_mode_strict": "", "synchronous_node_count": "",
+		"maximum_lag_on_syncnode": "", "failsafe_mode": "",
 		"standby_cluster":             "standby clusters are not implemented yet",
 		"slots":                       "permanent replication slots are not implemented yet",
 		"permanent_slots":             "permanent replication slots are not implemented yet",
 		"permanent_replication_slots": "permanent replication slots are not implemented yet",
 		"ignore_slots":                "replication slots are not managed yet",
 		"primary_race_backoff":        "",
+	}
+	if dyn.SynchronousMode == dcs.SyncQuorum {
+		d.warn(join(key, "synchronous_mode"), "quorum mode (ANY n) is not implemented yet: pgha runs it as synchronous_mode on, every picked standby confirming each commit (safe, but commits wait for all of them)")
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
