@@ -77,14 +77,24 @@ func wlFaultB5(t *testing.T, s *wlScenario) wlFault {
 	_, err = p.PostmasterPID()
 	require.NoError(t, err, "the old primary's postmaster %d survives its agent", pm)
 	q := s.e.waitLeaderChange(t, p)
-	s.pinnedWriter(q)
+	stopPinned := s.pinnedWriter(q)
 	require.NoError(t, s.waitOK(wlWithin(t, time.Minute), q.Name, at, 5))
 	first, _ := s.firstOK(q.Name, at)
 	// Give the old primary's clients time to show what they can do.
 	time.Sleep(3 * time.Second)
 	oldAfter := s.okCount(p.Name, first)
 	healAt := s.h.Since()
+	stopPinned()
 	require.NoError(t, cluster.KillPostgresTree(p.DataDir()))
+	// The orphaned postmaster's parent, the agent, is dead: it stays a
+	// zombie until init reaps it, and PostgreSQL refuses to start while
+	// the pid in postmaster.pid exists at all (kill(pid, 0)).
+	require.NoError(t, cluster.Eventually(wlWithin(t, time.Minute), func(context.Context) error {
+		if err := syscall.Kill(pm, 0); err == nil {
+			return fmt.Errorf("postmaster %d not reaped yet", pm)
+		}
+		return nil
+	}))
 	require.NoError(t, p.Start(wlWithin(t, time.Minute)))
 	return wlFault{Old: p, New: q, At: at,
 		Measured: map[string]time.Duration{"first_new_ack": first - at, "window": healAt - first},
@@ -183,10 +193,16 @@ func wlFaultC3(t *testing.T, s *wlScenario) wlFault {
 	}
 	t.Cleanup(func() { _ = thaw() })
 	q := s.e.primaryAfter(t, p)
+	// The workload's multi-host clients try the hosts in order within one
+	// connect timeout: a frozen host before the new primary (its kernel
+	// accepts the TCP connection, nobody answers) starves them. A client
+	// that follows the leader writes to the new primary.
+	stopPinned := s.pinnedWriter(q)
 	require.NoError(t, s.waitOK(wlWithin(t, time.Minute), q.Name, at, 10))
 	first, _ := s.firstOK(q.Name, at)
 	thawAt := s.h.Since()
 	require.NoError(t, thaw())
+	stopPinned()
 	require.NoError(t, cluster.Eventually(wlWithin(t, time.Minute), func(ctx context.Context) error {
 		if p.Writable(ctx) {
 			return fmt.Errorf("%s still accepts writes", p.Name)

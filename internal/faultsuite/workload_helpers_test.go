@@ -320,11 +320,12 @@ const wlInsert = `INSERT INTO %s (id, process, node, port, timeline, lsn) VALUES
 // pinnedWriter starts a writer that talks to node n alone over a direct
 // connection (as a client holding a stale address would, or a client that
 // already followed the new leader), recording into the scenario's history
-// with ids of its own range. It runs until the scenario stops.
-func (s *wlScenario) pinnedWriter(n *cluster.Node) {
+// with ids of its own range. It runs until the scenario stops or the
+// returned function is called.
+func (s *wlScenario) pinnedWriter(n *cluster.Node) (stop func()) {
 	cs := wlConnString([]int{n.Port()}, "")
+	ctx, cancel := context.WithCancel(s.extraCtx)
 	s.extraWG.Go(func() {
-		ctx := s.extraCtx
 		var cn *pgx.Conn
 		defer func() {
 			if cn != nil {
@@ -363,6 +364,7 @@ func (s *wlScenario) pinnedWriter(n *cluster.Node) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+	return cancel
 }
 
 // wlInsertOne inserts id in one explicit transaction and classifies the
