@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/ha"
@@ -173,3 +174,19 @@ func (p tracedPG) SetSynchronousStandbyNames(ctx context.Context, value string) 
 func (p tracedPG) ClearSynchronousStandbyNames(ctx context.Context) error {
 	return p.Postgres.(ha.SyncPostgres).ClearSynchronousStandbyNames(ctx)
 }
+
+// The slot methods pass through too (ha.SlotPostgres), so traced runs
+// manage replication slots like untraced ones.
+
+func (p tracedPG) WithConn(ctx context.Context, fn func(ctx context.Context, conn *pgx.Conn) error) error {
+	return p.Postgres.(ha.SlotPostgres).WithConn(ctx, fn)
+}
+
+func (p tracedPG) SetStandbySlot(name string) error {
+	return p.Postgres.(ha.SlotPostgres).SetStandbySlot(name)
+}
+
+var (
+	_ ha.SyncPostgres = tracedPG{}
+	_ ha.SlotPostgres = tracedPG{}
+)
