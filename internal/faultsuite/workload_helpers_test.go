@@ -54,41 +54,6 @@ var (
 	wlSeed = flag.Int64("faultsuite.seed", 0, "seed of the random soak R1 (0: from the clock)")
 )
 
-var (
-	wlBuildOnce sync.Once
-	wlBuildDir  string
-	wlBuildPath string
-	wlBuildErr  error
-	wlBuildRefs atomic.Int64
-)
-
-// wlNodeProc builds the nodeproc program once per test binary; the build
-// directory is removed when the last test using it ends.
-func wlNodeProc(t *testing.T) string {
-	t.Helper()
-	wlBuildOnce.Do(func() {
-		wlBuildDir, wlBuildErr = os.MkdirTemp("", "pgha-faultsuite-wl-")
-		if wlBuildErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		wlBuildPath, wlBuildErr = cluster.BuildNodeProc(ctx, wlBuildDir)
-	})
-	if wlBuildErr != nil {
-		t.Fatalf("cannot build nodeproc: %v", wlBuildErr)
-	}
-	wlBuildRefs.Add(1)
-	t.Cleanup(func() {
-		if wlBuildRefs.Add(-1) == 0 && os.Getenv(cluster.NodeProcEnv) == "" {
-			// The next test builds again if it needs it.
-			_ = os.RemoveAll(wlBuildDir)
-			wlBuildOnce = sync.Once{}
-		}
-	})
-	return wlBuildPath
-}
-
 func wlWithin(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -135,7 +100,7 @@ func wlNewEnv(t *testing.T, mode string) *wlEnv {
 	default:
 		t.Fatalf("unknown mode %q", mode)
 	}
-	opts := cluster.Options{Mode: cluster.Processes, NodeProc: wlNodeProc(t), Dynamic: dyn, BinDir: pgtest.BinDir(t),
+	opts := cluster.Options{Mode: cluster.Processes, NodeProc: nodeProc(t), Dynamic: dyn, BinDir: pgtest.BinDir(t),
 		Namespace: "pgha-faultsuite-wl", Logger: pgtest.Logger(t, "harness")}
 	c, err := cluster.New(wlWithin(t, time.Minute), opts)
 	require.NoError(t, err)
