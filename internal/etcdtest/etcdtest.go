@@ -1,5 +1,11 @@
-// Package etcdtest starts an embedded single-member etcd for tests, on free
-// loopback ports in a temporary directory.
+// Package etcdtest starts etcd for tests, on free loopback ports in a
+// temporary directory: [Start] runs an embedded single-member etcd inside
+// the test process; [StartCluster] runs a multi-member cluster whose
+// members are separate OS processes (the etcdmember program, built by
+// [BuildMember] from the module's own etcd version), so that one member can
+// be killed ([Member.Kill]), restarted on its data ([Member.Start]) or
+// paused with SIGSTOP ([Member.Pause]), and the raft leader found
+// ([Cluster.Leader]).
 //
 // Test support; not covered by compatibility promises.
 package etcdtest

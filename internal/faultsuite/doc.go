@@ -40,13 +40,12 @@
 //
 // # Flags
 //
-// Pass them to this package only:
-//
-//	go test ./internal/faultsuite -run TestEtcd -faultsuite.slow
-//
-//   - -faultsuite.slow also runs the slow DCS-side variants (the sync mode
-//     variants, D3, E2 and D7). Without it the fast set (C5, D2 failsafe,
-//     D4, E5, H5 in async mode) runs in about four minutes on two cores.
+// Pass them to this package only, for example
+// go test ./internal/faultsuite -run TestEtcd -faultsuite.slow.
+// The flag -faultsuite.slow also runs the slow DCS-side variants (the sync
+// mode variants, D3, E2). Without it the fast set (E5; C5, D4, D2 failsafe,
+// D7 and H5 in async mode, on one shared cluster) runs in about four
+// minutes on two cores.
 //
 // -short skips every scenario that starts a cluster.
 //
