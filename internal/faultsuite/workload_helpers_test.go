@@ -8,14 +8,20 @@ package faultsuite
 // Flags (pass them to this package only, e.g.
 // `go test ./internal/faultsuite -run TestWorkload -faultsuite.wlslow`):
 //
-//	-faultsuite.wlslow     also run the slow workload scenarios (B4, C3, D1/H1,
-//	                       K1, K2, F1 sync, strict variants); without it only
-//	                       the fast set runs (B5, B6, C4, F1 async: about
-//	                       four minutes on two cores). -faultsuite.slow (see
+//	-faultsuite.wlslow     also run the slow workload scenarios
+//	                       (TestWorkloadSlowAsync: B4, C4, C3, D1/H1, B6;
+//	                       TestWorkloadSlowSync: B4, C3, D1, F1;
+//	                       TestWorkloadSlowStrict: B4, B6, C3, F1;
+//	                       TestWorkloadRouter: K1, K2). Without it only the
+//	                       fast set runs (TestWorkloadAsync: F1, B5;
+//	                       TestWorkloadSync: B6, C4, B5), about four and a
+//	                       half minutes on two cores. -faultsuite.slow (see
 //	                       main_test.go) turns them on too, with the slow
 //	                       DCS-side scenarios.
-//	-faultsuite.soak=D     run the seeded random soak R1 for D (e.g. 90s);
-//	                       0 (the default) does not run it.
+//	-faultsuite.soak=D     run the seeded random soak R1 (TestWorkloadSoak)
+//	                       for D (e.g. 90s); 0 (the default) skips it. CI:
+//	                       go test -count=1 -timeout 20m -run TestWorkloadSoak
+//	                       ./internal/faultsuite -faultsuite.soak=3m
 //	-faultsuite.seed=N     the soak's seed, to replay a failed run (default:
 //	                       the clock). The seed is printed at the start and
 //	                       in every failure message.
