@@ -90,6 +90,16 @@ func resumeAll(t *testing.T, ec *etcdtest.Cluster) {
 // acknowledging writes. Then, with the member still paused, the primary's
 // node is SIGKILLed: the failover must complete within the budget. Heal,
 // restart, converge.
+//
+// KNOWN FAILURE (a finding of this suite, not a known limit): etcd elects a
+// new leader in under a second, yet the primary fences about 2.4 s after
+// the pause and a replica is promoted ~10 s later. Every agent's renewals
+// keep failing with "context deadline exceeded" for ~11 s: dcs/etcddcs
+// sends each request once, with a 1 s timeout, through clientv3's
+// round-robin balancer, which keeps picking the paused member's
+// connection (TCP still up) until gRPC's keepalive (DialKeepAliveTime 10 s
+// + 1 s) drops it; nothing retries on another member within the renewal's
+// budget. No two writers result (the fence works); it is a false demotion.
 func etcdC5(t *testing.T, e *env) {
 	r := e.begin(t, "C5-"+e.mode)
 	p := r.p
@@ -496,8 +506,11 @@ func etcdE2(t *testing.T, e *env) {
 	o := r.finish(expect{twoWriters: e.mode == "async"})
 	limit := "no two writers"
 	if n := len(o.report.Of(history.CheckTwoWriters)) + len(o.split.Violations); n > 0 {
-		limit = fmt.Sprintf("EXPECTED FAILURE (documented frozen-agent limit, async, no watchdog): %d two-writer findings, longest overlap %s",
-			n, o.report.Stats.MaxOverlap.Round(time.Millisecond))
+		limit = fmt.Sprintf("EXPECTED FAILURE (documented frozen-agent limit, async, no watchdog): %d two-writer findings "+
+			"(history %d, split-brain checker %d), the old timeline acknowledged writes for %s after the new one did (history overlap %s); "+
+			"%d writes acknowledged by the frozen node's Postgres were lost",
+			n, len(o.report.Of(history.CheckTwoWriters)), len(o.split.Violations), o.overlap().Round(time.Millisecond),
+			o.report.Stats.MaxOverlap.Round(time.Millisecond), len(o.report.Of(history.CheckLost)))
 	} else if e.mode == "async" {
 		limit = "no two writers witnessed (the frozen-agent limit allows them in async)"
 	}
