@@ -62,6 +62,7 @@ func main() {
 	debug := flag.Bool("debug", false, "nodes log at debug level (with -keep: in their node.log)")
 	trace := flag.Bool("trace", false, "nodes log the duration of every DCS, Postgres and probe call (with -keep: in their node.log)")
 	check := flag.Bool("check", true, "run the split-brain checker alongside (polls every node every 20 ms)")
+	flag.BoolVar(&syncMode, "sync", false, "synchronous_mode on (the promoted node must be the /sync standby)")
 	flag.Parse()
 	if *mode != "kill" && *mode != "switchover" && *mode != "soak" {
 		fmt.Fprintln(os.Stderr, "benchfailover: -mode must be kill, switchover or soak")
@@ -73,6 +74,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// syncMode is -sync.
+var syncMode bool
 
 func run(mode string, trials, ttl, loopWait, retry int, verbose, keep, debug, trace, checker bool) (err error) {
 	ctx := context.Background()
@@ -92,7 +96,8 @@ func run(mode string, trials, ttl, loopWait, retry int, verbose, keep, debug, tr
 	opts := cluster.Options{
 		Mode: cluster.Processes, NodeProc: bin,
 		Dynamic: map[string]any{"ttl": ttl, "loop_wait": loopWait, "retry_timeout": retry,
-			"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": false}},
+			"synchronous_mode": syncMode,
+			"postgresql":       map[string]any{"use_pg_rewind": true, "use_slots": false}},
 		Namespace: "pgha-bench",
 		Debug:     debug,
 		Trace:     trace,
