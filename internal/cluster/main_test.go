@@ -17,14 +17,7 @@ import (
 	"github.com/pgha/pgha/internal/pgtest"
 )
 
-var (
-	etcd *etcdtest.Etcd
-
-	buildOnce sync.Once
-	buildDir  string
-	buildPath string
-	buildErr  error
-)
+var etcd *etcdtest.Etcd
 
 type mainRunner struct{ m *testing.M }
 
@@ -36,36 +29,11 @@ func (r mainRunner) Run() int {
 		return 1
 	}
 	defer etcd.Stop()
-	defer func() {
-		if buildDir != "" {
-			_ = os.RemoveAll(buildDir)
-		}
-	}()
+	defer cluster.RemoveNodeProcForTest()
 	return r.m.Run()
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(mainRunner{m}) }
-
-// nodeProc builds the nodeproc program once per test binary.
-func nodeProc(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "pgha-nodeproc-")
-		if buildErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		buildPath, buildErr = cluster.BuildNodeProc(ctx, buildDir)
-	})
-	if buildErr != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("cannot build nodeproc: %v", buildErr)
-		}
-		t.Fatalf("cannot build nodeproc: %v", buildErr)
-	}
-	return buildPath
-}
 
 // shortTTL is the validated shortest profile: ttl=3, loop_wait=1,
 // retry_timeout=1.
@@ -84,7 +52,7 @@ func newCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
 	t.Helper()
 	opts.BinDir = pgtest.BinDir(t)
 	if opts.Mode == cluster.Processes {
-		opts.NodeProc = nodeProc(t)
+		opts.NodeProc = cluster.NodeProcForTest(t)
 	}
 	opts.Etcd = etcd.Addr
 	opts.Namespace = "pgha-cluster-test"

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,35 +17,6 @@ import (
 	"github.com/pgha/pgha/internal/pgtest"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildPath string
-	buildErr  error
-)
-
-// nodeProc builds the nodeproc program once per test binary (TestMain
-// removes it).
-func nodeProc(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "pgha-history-nodeproc-")
-		if buildErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		buildPath, buildErr = cluster.BuildNodeProc(ctx, buildDir)
-	})
-	if buildErr != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("cannot build nodeproc: %v", buildErr)
-		}
-		t.Fatalf("cannot build nodeproc: %v", buildErr)
-	}
-	return buildPath
-}
-
 // TestMain removes the nodeproc build, if any, after every test ran.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(cleanupRunner{m})
@@ -55,11 +25,7 @@ func TestMain(m *testing.M) {
 type cleanupRunner struct{ m *testing.M }
 
 func (r cleanupRunner) Run() int {
-	defer func() {
-		if buildDir != "" {
-			_ = os.RemoveAll(buildDir)
-		}
-	}()
+	defer cluster.RemoveNodeProcForTest()
 	return r.m.Run()
 }
 
@@ -148,7 +114,7 @@ func killPrimary(t *testing.T, sync, lagging bool) {
 	if lagging {
 		mode += " with lagging replicas (walsenders frozen before the kill)"
 	}
-	opts := cluster.Options{Mode: cluster.Processes, NodeProc: nodeProc(t), Dynamic: dyn, BinDir: pgtest.BinDir(t),
+	opts := cluster.Options{Mode: cluster.Processes, NodeProc: cluster.NodeProcForTest(t), Dynamic: dyn, BinDir: pgtest.BinDir(t),
 		Namespace: "pgha-history-test", Logger: pgtest.Logger(t, "harness")}
 	c, err := cluster.New(within(t, time.Minute), opts)
 	require.NoError(t, err)
