@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +21,6 @@ import (
 	"github.com/pgha/pgha/internal/pgtest"
 	"github.com/pgha/pgha/pg"
 )
-
-// syncBuffer is a log sink the test can read while the node writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // scrape returns the node's /metrics parsed.
 func scrape(t *testing.T, h *ha.Node) map[string]*dto {
@@ -90,7 +71,7 @@ func TestSlotsSingleNode(t *testing.T) {
 		RetryTimeout: 2 * time.Second, Logger: pgtest.Logger(t, "dcs")})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = store.Close() })
-	logs := &syncBuffer{}
+	logs := &pgtest.SyncBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "slotnode", Output: io.MultiWriter(logs, testWriter{t}), Level: hclog.Info})
 	node, err := ha.New(ha.Config{
 		Name: "slotnode", Scope: path.Scope, Store: store, Postgres: inst, APIURL: "http://127.0.0.1:1/patroni",

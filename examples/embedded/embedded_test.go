@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,26 +23,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is an io.Writer the test can read while the program writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestUsage(t *testing.T) {
-	var out, errOut syncBuffer
+	var out, errOut pgtest.SyncBuffer
 	none := func(string) string { return "" }
 	require.Equal(t, exitUsage, run(context.Background(), nil, none, &out, &errOut))
 	require.Contains(t, errOut.String(), "-name, -scope and -data-dir are required")
@@ -88,7 +68,7 @@ func TestEmbeddedMember(t *testing.T) {
 		"-rewind-user", cluster.RewindUser, "-heartbeat", "100ms"}
 	svcCtx, stop := context.WithCancel(context.Background())
 	defer stop()
-	var out, logs syncBuffer
+	var out, logs pgtest.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(svcCtx, args, func(k string) string { return env[k] }, &out, &logs) }()
 	defer func() { t.Logf("service log:\n%s", logs.String()) }()

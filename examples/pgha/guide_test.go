@@ -187,7 +187,7 @@ func TestDemo(t *testing.T) {
 	bin := pghaBinary(t)
 	dir := filepath.Join(pgtest.Dir(t), "demo")
 	cmd := execCommand(bin, "demo", "--dir", dir)
-	out := &syncBuffer{}
+	out := &pgtest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)

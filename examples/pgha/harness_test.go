@@ -505,24 +505,6 @@ func execCommand(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startEtcd starts an embedded etcd, retrying when a port that was free a
 // moment ago has been taken meanwhile (other tests on this machine open
 // connections from the same port range).

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http/cookiejar"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,26 +22,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is an io.Writer the test can read while the program writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestUsage(t *testing.T) {
-	var out, errOut syncBuffer
+	var out, errOut pgtest.SyncBuffer
 	require.Equal(t, exitUsage, run(context.Background(), nil, &out, &errOut))
 	require.Contains(t, errOut.String(), "give exactly one of -dcs-url")
 	require.Equal(t, exitUsage, run(context.Background(), []string{"-dcs-url", "consul://x/service"}, &out, &errOut))
@@ -68,7 +48,7 @@ func TestWebappAcrossSwitchover(t *testing.T) {
 	// The webapp, as `webapp -listen 127.0.0.1:0 -dcs-url ... -scope ... -db ...` would run.
 	appCtx, stopApp := context.WithCancel(context.Background())
 	defer stopApp()
-	var appOut, appErr syncBuffer
+	var appOut, appErr pgtest.SyncBuffer
 	appDone := make(chan int, 1)
 	args := []string{"-listen", "127.0.0.1:0",
 		"-dcs-url", fmt.Sprintf("etcd3://%s/%s", c.EtcdAddr(), c.Path().Namespace), "-scope", c.Path().Scope,
@@ -123,7 +103,7 @@ func TestWebappAcrossSwitchover(t *testing.T) {
 	// The load loop, as `go run ./examples/webapp/load -url BASE -duration 0` would run.
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
-	var loadOut, loadErr syncBuffer
+	var loadOut, loadErr pgtest.SyncBuffer
 	loadDone := make(chan int, 1)
 	go func() {
 		loadDone <- loadgen.Main(loadCtx, []string{"-url", base, "-workers", "4", "-duration", "0"}, &loadOut, &loadErr)

@@ -8,6 +8,7 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -233,4 +234,26 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 		err = errors.New("condition not met")
 	}
 	t.Fatalf("pgtest: not satisfied within %s: %v", timeout, err)
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent use: a program or a
+// logger writes to it while the test reads what was written so far. The
+// zero value is empty and ready to use.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p to the buffer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
