@@ -3,8 +3,6 @@ package ha_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,70 +12,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgha/pgha/dcs"
-	"github.com/pgha/pgha/dcs/etcddcs"
 	"github.com/pgha/pgha/ha"
-	"github.com/pgha/pgha/internal/faultproxy"
 	"github.com/pgha/pgha/internal/pgtest"
-	"github.com/pgha/pgha/pg"
 )
 
 // Callback scripts on real nodes: real PostgreSQL, embedded etcd, real
 // processes for the scripts.
-
-// newClusterWith is newCluster with edit applied to each node's Config.
-func newClusterWith(t *testing.T, n int, dynamic map[string]any, edit func(cfg *ha.Config)) *tcluster {
-	pgtest.BinDir(t)
-	c := &tcluster{t: t, path: dcs.Path{Namespace: "pgha-ha-test", Scope: fmt.Sprintf("c%d", scopeSeq.Add(1))}}
-	for i := range n {
-		c.nodes = append(c.nodes, c.startNodeWith(fmt.Sprintf("node%d", i+1), dynamic, edit))
-	}
-	return c
-}
-
-func (c *tcluster) startNodeWith(name string, dynamic map[string]any, edit func(cfg *ha.Config)) *tnode {
-	t := c.t
-	inst := pgtest.New(t, pgtest.Config(t, name))
-	proxy, err := faultproxy.New(etcd.Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	store, err := etcddcs.New(context.Background(), etcddcs.Config{
-		Endpoints: []string{"http://" + proxy.Addr()}, Path: c.path, Name: name, RetryTimeout: 2 * time.Second,
-		Logger: pgtest.Logger(t, name+" dcs"),
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	cfg := ha.Config{
-		Name: name, Scope: c.path.Scope, Store: store, Postgres: inst,
-		APIURL:    "http://" + ln.Addr().String() + "/patroni",
-		Bootstrap: &ha.Bootstrap{Initdb: pg.InitdbOptions{DataChecksums: true, NoSync: true}, DCS: dynamic},
-		Logger:    pgtest.Logger(t, name),
-	}
-	edit(&cfg)
-	node, err := ha.New(cfg)
-	require.NoError(t, err)
-	srv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	tn := &tnode{name: name, inst: inst, proxy: proxy, node: node, cancel: cancel, done: make(chan error, 1)}
-	go func() { tn.done <- node.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-tn.done:
-			tn.done <- err
-			if err != nil {
-				t.Logf("%s: Run: %v", name, err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("%s: Run did not return", name)
-		}
-	})
-	return tn
-}
 
 // stopAgent ends a node's Run (which stops Postgres and releases the key)
 // and waits for it.

@@ -61,18 +61,25 @@ type tcluster struct {
 var scopeSeq atomic.Int64
 
 func newCluster(t *testing.T, n int, dynamic map[string]any) *tcluster {
+	return newClusterWith(t, n, dynamic, nil)
+}
+
+// newClusterWith is newCluster with edit, when not nil, applied to each
+// node's Config.
+func newClusterWith(t *testing.T, n int, dynamic map[string]any, edit func(cfg *ha.Config)) *tcluster {
 	pgtest.BinDir(t)
 	c := &tcluster{t: t, path: dcs.Path{Namespace: "pgha-ha-test", Scope: fmt.Sprintf("c%d", scopeSeq.Add(1))}}
 	for i := range n {
-		c.nodes = append(c.nodes, c.startNode(fmt.Sprintf("node%d", i+1), dynamic))
+		c.nodes = append(c.nodes, c.startNode(fmt.Sprintf("node%d", i+1), dynamic, edit))
 	}
 	return c
 }
 
-func (c *tcluster) startNode(name string, dynamic map[string]any) *tnode {
+// startNode starts member name, with edit (when not nil) applied to its
+// Config; the node's Run ends when the test does (or at stopAgent).
+func (c *tcluster) startNode(name string, dynamic map[string]any, edit func(cfg *ha.Config)) *tnode {
 	t := c.t
-	cfg := pgtest.Config(t, name)
-	inst := pgtest.New(t, cfg)
+	inst := pgtest.New(t, pgtest.Config(t, name))
 	proxy, err := faultproxy.New(etcd.Addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = proxy.Close() })
@@ -84,12 +91,16 @@ func (c *tcluster) startNode(name string, dynamic map[string]any) *tnode {
 	t.Cleanup(func() { _ = store.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	node, err := ha.New(ha.Config{
+	cfg := ha.Config{
 		Name: name, Scope: c.path.Scope, Store: store, Postgres: inst,
 		APIURL:    "http://" + ln.Addr().String() + "/patroni",
 		Bootstrap: &ha.Bootstrap{Initdb: pg.InitdbOptions{DataChecksums: true, NoSync: true}, DCS: dynamic},
 		Logger:    pgtest.Logger(t, name),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	node, err := ha.New(cfg)
 	require.NoError(t, err)
 	srv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
@@ -101,6 +112,7 @@ func (c *tcluster) startNode(name string, dynamic map[string]any) *tnode {
 		cancel()
 		select {
 		case err := <-tn.done:
+			tn.done <- err
 			if err != nil {
 				t.Logf("%s: Run: %v", name, err)
 			}
