@@ -432,7 +432,7 @@ func (s *wlScenario) finish(want wlExpect) wlOutcome {
 	bad := count[history.CheckUnexpected]+count[history.CheckConvergence] > 0 ||
 		(want.TwoWriters == 0 && (count[history.CheckTwoWriters] > 0 || len(split.Violations) > 0)) ||
 		(want.NoLoss && count[history.CheckLost] > 0) || (want.NoDisappeared && count[history.CheckDisappeared] > 0)
-	if bad || want.TwoWriters == 1 {
+	if bad {
 		s.keep(ops)
 	}
 	require.Empty(t, r.Of(history.CheckUnexpected), "%s: unexpected values", s.id)
