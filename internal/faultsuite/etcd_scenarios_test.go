@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -125,20 +126,26 @@ func etcdC5(t *testing.T, e *env) {
 	}))
 	holder, rev2 := leaderRev(t, e.c)
 	demoted := len(changes) > 0 || holder != p.Name || rev2 != rev
+	verdict := fmt.Sprintf("the primary kept its leader tenure (key revision %d) and kept acknowledging writes through the other members", rev)
 	if recovery < retryTimeout {
 		if len(changes) > 12 {
 			changes = append(changes[:12], "...")
 		}
-		require.False(t, demoted, "etcd elected %s %s after %s was paused (< retry_timeout %s): no demotion allowed; "+
+		// Not require: the failover half of the scenario still runs.
+		if assert.False(t, demoted, "etcd elected %s %s after %s was paused (< retry_timeout %s): no demotion allowed; "+
 			"leader key %s rev %d -> %q rev %d; writable nodes: %v", nl.Name, recovery.Round(time.Millisecond), el.Name, retryTimeout,
-			p.Name, rev, holder, rev2, changes)
-		require.NoError(t, r.waitOK(within(t, 30*time.Second), p.Name, r.h.Since()), "%s acknowledges writes with the etcd leader paused", p.Name)
+			p.Name, rev, holder, rev2, changes) {
+			require.NoError(t, r.waitOK(within(t, 30*time.Second), p.Name, r.h.Since()), "%s acknowledges writes with the etcd leader paused", p.Name)
+		} else {
+			verdict = fmt.Sprintf("VIOLATION (false demotion): %s lost the leader key (now %q, revision %d -> %d) although etcd recovered in %s; no node writable for part of the pause: %d samples",
+				p.Name, holder, rev, rev2, recovery.Round(time.Millisecond), len(changes))
+		}
 	} else {
 		t.Logf("etcd took %s to elect %s (>= retry_timeout %s): a demotion is allowed; demoted: %v %v", recovery, nl.Name, retryTimeout, demoted, changes)
 	}
 
 	// The primary dies while the etcd member is still paused.
-	p, err = e.c.Primary(within(t, 10*time.Second))
+	p, err = e.c.WaitPrimary(within(t, failoverBudget))
 	require.NoError(t, err)
 	killedAt := r.h.Since()
 	require.NoError(t, p.Kill())
@@ -153,10 +160,10 @@ func etcdC5(t *testing.T, e *env) {
 	require.NoError(t, p.Start(within(t, time.Minute)))
 	o := r.finish(expect{})
 	t.Logf("C5 %s: injected: SIGSTOP of etcd leader %s at %s for %s, then SIGKILL of primary %s (agent and postmaster) with %s still paused; "+
-		"verified: etcd elected %s in %s (retry_timeout %s), the primary kept its leader tenure (key revision %d) and kept acknowledging writes through the other members; "+
+		"verified: etcd elected %s in %s (retry_timeout %s); %s; "+
 		"failover to %s in %s (budget %s); no two writers; converged after the member resumed and %s rejoined; %s",
 		e.mode, el.Name, pausedAt.Round(time.Millisecond), (r.h.Since() - pausedAt).Round(time.Second), p.Name, el.Name,
-		nl.Name, recovery.Round(time.Millisecond), retryTimeout, rev, q.Name, failover.Round(time.Millisecond), failoverBudget, p.Name, o)
+		nl.Name, recovery.Round(time.Millisecond), retryTimeout, verdict, q.Name, failover.Round(time.Millisecond), failoverBudget, p.Name, o)
 }
 
 // D4: etcd quorum loss, two of three members SIGKILLed (the leader among
