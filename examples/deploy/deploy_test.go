@@ -109,12 +109,9 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	// standby's lag), the leader's and the replica's /metrics in the text
 	// format, read until every used metric appears (the leader measures
 	// its standby once it streams) or the time runs out.
-	bin := pgtest.BinDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := cluster.New(ctx, cluster.Options{Nodes: 2, BinDir: bin, Logger: pgtest.Logger(t, "cluster")})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	c := cluster.NewForTest(ctx, t, cluster.Options{Nodes: 2})
 	_, err = c.WaitStable(ctx)
 	require.NoError(t, err)
 	scrape := func(n *cluster.Node) (map[string]bool, error) {

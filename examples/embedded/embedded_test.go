@@ -52,9 +52,7 @@ func TestEmbeddedMember(t *testing.T) {
 	bin := pgtest.BinDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := cluster.New(ctx, cluster.Options{Nodes: 2, BinDir: bin, Logger: pgtest.Logger(t, "cluster")})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	c := cluster.NewForTest(ctx, t, cluster.Options{Nodes: 2, BinDir: bin})
 	old, err := c.WaitStable(ctx)
 	require.NoError(t, err)
 

@@ -36,12 +36,9 @@ func TestUsage(t *testing.T) {
 // over in the middle, and checks that no request failed, that writes
 // landed on both primaries, and that the webapp shuts down cleanly.
 func TestWebappAcrossSwitchover(t *testing.T) {
-	bin := pgtest.BinDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := cluster.New(ctx, cluster.Options{Nodes: 3, BinDir: bin, Logger: pgtest.Logger(t, "cluster")})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	c := cluster.NewForTest(ctx, t, cluster.Options{Nodes: 3})
 	old, err := c.WaitStable(ctx)
 	require.NoError(t, err)
 

@@ -50,13 +50,12 @@ func shortTTL(extra map[string]any) map[string]any {
 // failing in CI without PostgreSQL) and tears it down when the test ends.
 func newCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
 	t.Helper()
-	opts.BinDir = pgtest.BinDir(t)
+	opts.BinDir = pgtest.BinDir(t) // skips before nodeproc is built
 	if opts.Mode == cluster.Processes {
 		opts.NodeProc = cluster.NodeProcForTest(t)
 	}
 	opts.Etcd = etcd.Addr
 	opts.Namespace = "pgha-cluster-test"
-	opts.Logger = pgtest.Logger(t, "harness")
 	if os.Getenv("PGHA_CLUSTER_KEEP") != "" {
 		// Keep the directories (data, logs) for a post-mortem.
 		dir, err := os.MkdirTemp("", "pghac")
@@ -66,14 +65,7 @@ func newCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := cluster.New(ctx, opts)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("closing the cluster: %v", err)
-		}
-	})
-	return c
+	return cluster.NewForTest(ctx, t, opts)
 }
 
 // startChecker starts the split-brain checker; the returned function stops

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgha/pgha/internal/pgtest"
 )
 
 var (
@@ -47,4 +49,29 @@ func RemoveNodeProcForTest() {
 	if testNodeProcDir != "" {
 		_ = os.RemoveAll(testNodeProcDir)
 	}
+}
+
+// NewForTest starts a cluster for a test and closes it when the test ends
+// (a failing Close fails the test). An empty opts.BinDir becomes
+// pgtest.BinDir (so the test is skipped under -short, or without
+// PostgreSQL outside CI), and a nil opts.Logger logs to the test's log
+// (pgtest.Logger, named "harness"). When New fails the test fails.
+func NewForTest(ctx context.Context, t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.BinDir == "" {
+		opts.BinDir = pgtest.BinDir(t)
+	}
+	if opts.Logger == nil {
+		opts.Logger = pgtest.Logger(t, "harness")
+	}
+	c, err := New(ctx, opts)
+	if err != nil {
+		t.Fatalf("cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("closing the cluster: %v", err)
+		}
+	})
+	return c
 }

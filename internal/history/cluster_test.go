@@ -14,7 +14,6 @@ import (
 
 	"github.com/pgha/pgha/internal/cluster"
 	"github.com/pgha/pgha/internal/history"
-	"github.com/pgha/pgha/internal/pgtest"
 )
 
 // TestMain removes the nodeproc build, if any, after every test ran.
@@ -114,11 +113,8 @@ func killPrimary(t *testing.T, sync, lagging bool) {
 	if lagging {
 		mode += " with lagging replicas (walsenders frozen before the kill)"
 	}
-	opts := cluster.Options{Mode: cluster.Processes, NodeProc: cluster.NodeProcForTest(t), Dynamic: dyn, BinDir: pgtest.BinDir(t),
-		Namespace: "pgha-history-test", Logger: pgtest.Logger(t, "harness")}
-	c, err := cluster.New(within(t, time.Minute), opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	c := cluster.NewForTest(within(t, time.Minute), t, cluster.Options{Mode: cluster.Processes, NodeProc: cluster.NodeProcForTest(t),
+		Dynamic: dyn, Namespace: "pgha-history-test"})
 
 	p, err := c.WaitStable(within(t, 2*time.Minute))
 	require.NoError(t, err)
