@@ -217,9 +217,12 @@ func (d *decider) foldResult() {
 	}
 	switch r.Action {
 	case ActionRewind:
-		if r.Err == "" {
+		switch {
+		case r.Err == "":
 			d.mem.Rewind = RewindDone
-		} else {
+		case r.Retry:
+			// pg_rewind did not run: still needed, tried again.
+		default:
 			d.mem.Rewind = RewindFailed
 		}
 	case ActionReinitialize, ActionClone:

@@ -283,6 +283,10 @@ type Result struct {
 	Action Action
 	// Err is "" on success, else what went wrong.
 	Err string
+	// Retry marks a failure that happened before the action changed
+	// anything (the server was still stopping, a tool could not start):
+	// Decide treats the action as not having run, so it is decided again.
+	Retry bool
 }
 
 // Divergence is the result of checking whether the local timeline diverged

@@ -30,6 +30,7 @@ func (n *Node) startAsync(ctx context.Context, a failover.Action, state string, 
 		r := &failover.Result{Action: a}
 		if err != nil {
 			r.Err = err.Error()
+			r.Retry = errors.Is(err, errNotStarted)
 			n.log.Error("action failed", logAction, a.String(), "error", err)
 		} else {
 			n.log.Info("action done", logAction, a.String())
@@ -40,6 +41,10 @@ func (n *Node) startAsync(ctx context.Context, a failover.Action, state string, 
 		}
 	})
 }
+
+// errNotStarted marks an action's failure that happened before it changed
+// anything (Result.Retry).
+var errNotStarted = errors.New("the action did not start")
 
 // safeRun keeps a panic in an action from crossing into the caller.
 func safeRun(ctx context.Context, fn func(context.Context) error) (err error) {
@@ -207,9 +212,12 @@ func (n *Node) execute(ctx context.Context, d failover.Decision, c *dcs.Cluster,
 		}
 		n.startAsync(ctx, d.Action, failover.StateStopping, func(ctx context.Context) error {
 			if err := n.stopIfRunning(ctx, pg.StopFast); err != nil {
-				return err
+				return fmt.Errorf("%w: %w", errNotStarted, err)
 			}
 			if _, err := n.pg.Rewind(ctx, up); err != nil {
+				if errors.Is(err, pg.ErrRewindNotStarted) {
+					return fmt.Errorf("%w: %w", errNotStarted, err)
+				}
 				return err
 			}
 			if err := n.pg.ConfigureStandby(ctx, up); err != nil {

@@ -41,6 +41,9 @@ var (
 	// ErrRewindNotPossible: pg_rewind cannot work on this data directory
 	// because it has neither wal_log_hints nor data checksums.
 	ErrRewindNotPossible = errors.New("pg_rewind is not possible")
+	// ErrRewindNotStarted: Rewind failed before pg_rewind ran (nothing was
+	// changed; it may be tried again).
+	ErrRewindNotStarted = errors.New("pg_rewind did not run")
 	// ErrPermission: the OS user postgres runs as cannot reach or write a
 	// path it needs.
 	ErrPermission = errors.New("permission problem")

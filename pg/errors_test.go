@@ -229,6 +229,7 @@ func TestFailures(t *testing.T) {
 		_, err := inst.Rewind(ctx, pg.Upstream{Host: "127.0.0.1", Port: freeport.MustGet(t)})
 		requireCommandError(t, err, pg.ErrRewindNotPossible, "wal_log_hints", "Clone")
 		require.False(t, pg.Retryable(err))
+		require.NotErrorIs(t, err, pg.ErrRewindNotStarted, "a rewind that can never work is not retried")
 	})
 
 	t.Run("clone into a non-empty directory", func(t *testing.T) {
@@ -262,6 +263,7 @@ func TestFailures(t *testing.T) {
 		require.ErrorIs(t, inst.Initdb(ctx, pg.InitdbOptions{}), pg.ErrAlreadyRunning)
 		_, err = inst.Rewind(ctx, pg.Upstream{Host: "127.0.0.1"})
 		require.ErrorIs(t, err, pg.ErrAlreadyRunning)
+		require.ErrorIs(t, err, pg.ErrRewindNotStarted, "nothing was changed: it may be tried again")
 		require.ErrorIs(t, inst.CrashRecovery(ctx), pg.ErrAlreadyRunning)
 		require.NoError(t, inst.Close())
 		require.ErrorIs(t, inst.Start(ctx), pg.ErrClosed)

@@ -22,9 +22,20 @@ import (
 // copied from the source are removed and pgha's files rewritten; the
 // instance is left stopped, to be configured with ConfigureStandby and
 // started. Rewind reports whether pg_rewind found a divergence to repair.
-// It is bounded by Config.TransferTimeout and ctx.
+// It is bounded by Config.TransferTimeout and ctx. An error from before
+// pg_rewind ran (the server still running, pg_controldata or crash recovery
+// failing, ...) wraps ErrRewindNotStarted: nothing was changed and the
+// rewind may be tried again.
 func (i *Instance) Rewind(ctx context.Context, up Upstream) (rewound bool, err error) {
 	const op = "rewind"
+	started := false
+	defer func() {
+		// A failure before pg_rewind ran changed nothing: say so, so that
+		// callers try again instead of giving up on this member.
+		if err != nil && !started && !errors.Is(err, ErrRewindNotPossible) {
+			err = fmt.Errorf("%w: %w", ErrRewindNotStarted, err)
+		}
+	}()
 	release, err := i.begin(ctx, op)
 	if err != nil {
 		return false, err
@@ -66,6 +77,7 @@ func (i *Instance) Rewind(ctx context.Context, up Upstream) (rewound bool, err e
 		"dbname", i.cfg.Database, "passfile", i.cfg.PgpassFile, "application_name", i.cfg.Name, "sslmode", up.SSLMode)
 	i.log.Info("running pg_rewind", "source", fmt.Sprintf("%s:%d", up.Host, up.Port), "timeline", cd.Timeline)
 	noop := false
+	started = true
 	_, err = i.run(ctx, command{op: op, name: "pg_rewind",
 		args:   []string{"-D", i.cfg.DataDir, "--source-server=" + src},
 		env:    []string{"LC_ALL=C", "LANG=C", "PGPASSFILE=" + i.cfg.PgpassFile},
