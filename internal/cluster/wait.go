@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"sync"
 	"time"
@@ -182,6 +183,27 @@ func Eventually(ctx context.Context, cond func(ctx context.Context) error) error
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
 		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// Every yields the time of each tick of a ticker with period d, until ctx
+// ends or the loop stops: the pace of a load generator's write loop,
+// whatever a write takes (ticks missed meanwhile are dropped). No tick is
+// yielded once ctx has ended.
+func Every(ctx context.Context, d time.Duration) iter.Seq[time.Time] {
+	return func(yield func(time.Time) bool) {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				if ctx.Err() != nil || !yield(now) {
+					return
+				}
+			}
 		}
 	}
 }

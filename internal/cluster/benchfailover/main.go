@@ -291,14 +291,7 @@ func (w *writers) loop(ctx context.Context, n *cluster.Node) {
 			_ = cn.Close(context.Background())
 		}
 	}()
-	t := time.NewTicker(writeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for range cluster.Every(ctx, writeInterval) {
 		octx, cancel := context.WithTimeout(ctx, time.Second)
 		if cn == nil {
 			var err error

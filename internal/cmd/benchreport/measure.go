@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/dcs/etcddcs"
+	"github.com/pgha/pgha/internal/cluster"
 	"github.com/pgha/pgha/internal/freeport"
 	"github.com/pgha/pgha/routing"
 )
@@ -148,14 +149,7 @@ func (w *writers) connLoop(ctx context.Context, src, cs string) {
 			_ = cn.Close(context.Background())
 		}
 	}()
-	t := time.NewTicker(writeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for range cluster.Every(ctx, writeInterval) {
 		octx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if cn == nil {
 			var err error
@@ -186,14 +180,7 @@ func (w *writers) connLoop(ctx context.Context, src, cs string) {
 }
 
 func (w *writers) routerLoop(ctx context.Context, r *routing.Router) {
-	t := time.NewTicker(writeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for range cluster.Every(ctx, writeInterval) {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		a := ack{src: "router"}
 		_, err := r.Write(octx, func(tx pgx.Tx) error {
