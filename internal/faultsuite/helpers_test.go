@@ -218,10 +218,9 @@ type run struct {
 	splitRep cluster.Report
 }
 
-// begin waits for a stable cluster (and a synchronous standby in sync
-// mode), then starts the workload and the checker and waits for a first
-// acknowledged write.
-func (e *env) begin(t *testing.T, id string) *run {
+// stable waits for a stable cluster and, in sync mode, for a synchronous
+// standby, and returns the primary.
+func (e *env) stable(t *testing.T) *cluster.Node {
 	t.Helper()
 	p, err := e.c.WaitStable(within(t, 3*time.Minute))
 	require.NoError(t, err)
@@ -234,12 +233,22 @@ func (e *env) begin(t *testing.T, id string) *run {
 			return err
 		}))
 	}
+	return p
+}
+
+// begin waits for a stable cluster (and a synchronous standby in sync
+// mode), then starts the workload and the checker and waits for a first
+// acknowledged write.
+func (e *env) begin(t *testing.T, id string) *run {
+	t.Helper()
+	p := e.stable(t)
 	r := &run{t: t, e: e, id: id, p: p, h: history.NewHistory()}
 	r.w = history.Workload{ConnString: connString(e.ports, "read-write"), ReplicaConnString: connString(e.ports, "standby"),
 		Table: "h_" + strings.ToLower(strings.NewReplacer("-", "_", " ", "_").Replace(id)), Nodes: e.names, Writers: 3,
 		Interval: 20 * time.Millisecond, OpTimeout: 2 * time.Second}
 	require.NoError(t, r.w.Setup(within(t, 30*time.Second)))
 	r.split = e.c.StartChecker()
+	var err error
 	r.r, err = r.w.Start(r.h)
 	require.NoError(t, err)
 	t.Cleanup(r.stop)
