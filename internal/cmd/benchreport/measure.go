@@ -301,15 +301,24 @@ func secs(d time.Duration) float64 { return d.Seconds() }
 // trials runs n rounds of switchover, Postgres crash and node loss.
 func trials(ctx context.Context, s system, t timing, n int, w *writers, res results, log func(string, ...any)) error {
 	nodes := s.nodes()
-	for round := 1; round <= n; round++ {
-		// Planned switchover.
+	// writingPrimary waits for a stable system and then for a write
+	// acknowledged directly by its primary, and returns that primary.
+	writingPrimary := func() (int, bnode, error) {
 		p, err := waitStable(withTimeout(ctx, 3*time.Minute), s)
 		if err != nil {
-			return err
+			return 0, bnode{}, err
 		}
 		pn := nodes[p]
 		since := time.Now()
 		if _, err := w.rec.first(withTimeout(ctx, time.Minute), "write on "+pn.name, func(a ack) bool { return a.src == "node:"+pn.name && a.at.After(since) }); err != nil {
+			return 0, bnode{}, err
+		}
+		return p, pn, nil
+	}
+	for round := 1; round <= n; round++ {
+		// Planned switchover.
+		p, pn, err := writingPrimary()
+		if err != nil {
 			return err
 		}
 		time.Sleep(time.Second) // let the replicas catch up with the writes before asking
@@ -391,13 +400,8 @@ func trials(ctx context.Context, s system, t timing, n int, w *writers, res resu
 		log("%s round %d: %s", s.label(), round, line)
 
 		// Postgres crash: the primary's postmaster and children, agent alive.
-		p, err = waitStable(withTimeout(ctx, 3*time.Minute), s)
+		p, pn, err = writingPrimary()
 		if err != nil {
-			return err
-		}
-		pn = nodes[p]
-		since = time.Now()
-		if _, err := w.rec.first(withTimeout(ctx, time.Minute), "write on "+pn.name, func(a ack) bool { return a.src == "node:"+pn.name && a.at.After(since) }); err != nil {
 			return err
 		}
 		t0 = time.Now()
@@ -417,13 +421,8 @@ func trials(ctx context.Context, s system, t timing, n int, w *writers, res resu
 		log("%s round %d: postmaster of %s killed: first write %s later (%s)", s.label(), round, pn.name, first.at.Sub(t0).Round(time.Millisecond), where)
 
 		// Node loss: agent and postmaster.
-		p, err = waitStable(withTimeout(ctx, 3*time.Minute), s)
+		p, pn, err = writingPrimary()
 		if err != nil {
-			return err
-		}
-		pn = nodes[p]
-		since = time.Now()
-		if _, err := w.rec.first(withTimeout(ctx, time.Minute), "write on "+pn.name, func(a ack) bool { return a.src == "node:"+pn.name && a.at.After(since) }); err != nil {
 			return err
 		}
 		deleted := watchDelete(ctx, s)
