@@ -218,6 +218,35 @@ type run struct {
 	splitRep cluster.Report
 }
 
+// heal undoes whatever a failed scenario left behind, so the next one on
+// the same env starts from a whole cluster: paused or killed etcd members
+// run again, every node reaches etcd, frozen nodes run, stopped or killed
+// nodes are started.
+func (e *env) heal(t *testing.T) {
+	for _, m := range e.ec.Members {
+		if m.Paused() {
+			_ = m.Resume()
+		} else if !m.Running() {
+			if err := m.Start(); err != nil {
+				t.Logf("heal: etcd member %s: %v", m.Name, err)
+			}
+		}
+	}
+	for _, n := range e.c.Nodes() {
+		n.HealDCS()
+		if n.Frozen() {
+			_ = n.Thaw()
+		}
+		if !n.Running() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := n.Start(ctx); err != nil {
+				t.Logf("heal: node %s: %v", n.Name, err)
+			}
+			cancel()
+		}
+	}
+}
+
 // stable waits for a stable cluster and, in sync mode, for a synchronous
 // standby, and returns the primary.
 func (e *env) stable(t *testing.T) *cluster.Node {
@@ -241,6 +270,7 @@ func (e *env) stable(t *testing.T) *cluster.Node {
 // acknowledged write.
 func (e *env) begin(t *testing.T, id string) *run {
 	t.Helper()
+	t.Cleanup(func() { e.heal(t) })
 	p := e.stable(t)
 	r := &run{t: t, e: e, id: id, p: p, h: history.NewHistory()}
 	r.w = history.Workload{ConnString: connString(e.ports, "read-write"), ReplicaConnString: connString(e.ports, "standby"),
