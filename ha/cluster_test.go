@@ -3,8 +3,6 @@ package ha_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -16,8 +14,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pgha/pgha/dcs"
-	"github.com/pgha/pgha/dcs/etcddcs"
 	"github.com/pgha/pgha/ha"
+	"github.com/pgha/pgha/internal/cluster"
 	"github.com/pgha/pgha/internal/etcdtest"
 	"github.com/pgha/pgha/internal/faultproxy"
 	"github.com/pgha/pgha/internal/pgtest"
@@ -78,49 +76,8 @@ func newClusterWith(t *testing.T, n int, dynamic map[string]any, edit func(cfg *
 // startNode starts member name, with edit (when not nil) applied to its
 // Config; the node's Run ends when the test does (or at stopAgent).
 func (c *tcluster) startNode(name string, dynamic map[string]any, edit func(cfg *ha.Config)) *tnode {
-	t := c.t
-	inst := pgtest.New(t, pgtest.Config(t, name))
-	proxy, err := faultproxy.New(etcd.Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	store, err := etcddcs.New(context.Background(), etcddcs.Config{
-		Endpoints: []string{"http://" + proxy.Addr()}, Path: c.path, Name: name, RetryTimeout: 2 * time.Second,
-		Logger: pgtest.Logger(t, name+" dcs"),
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	cfg := ha.Config{
-		Name: name, Scope: c.path.Scope, Store: store, Postgres: inst,
-		APIURL:    "http://" + ln.Addr().String() + "/patroni",
-		Bootstrap: &ha.Bootstrap{Initdb: pg.InitdbOptions{DataChecksums: true, NoSync: true}, DCS: dynamic},
-		Logger:    pgtest.Logger(t, name),
-	}
-	if edit != nil {
-		edit(&cfg)
-	}
-	node, err := ha.New(cfg)
-	require.NoError(t, err)
-	srv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	tn := &tnode{name: name, inst: inst, proxy: proxy, node: node, cancel: cancel, done: make(chan error, 1)}
-	go func() { tn.done <- node.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-tn.done:
-			tn.done <- err
-			if err != nil {
-				t.Logf("%s: Run: %v", name, err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("%s: Run did not return", name)
-		}
-	})
-	return tn
+	m := cluster.StartMember(c.t, etcd.Addr, c.path, name, dynamic, edit)
+	return &tnode{name: m.Name, inst: m.Inst, proxy: m.Proxy, node: m.Node, cancel: m.Cancel, done: m.Done}
 }
 
 func conn(ctx context.Context, inst *pg.Instance) (*pgx.Conn, error) {

@@ -3,8 +3,6 @@ package routing_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/dcs/etcddcs"
 	"github.com/pgha/pgha/ha"
+	"github.com/pgha/pgha/internal/cluster"
 	"github.com/pgha/pgha/internal/faultproxy"
 	"github.com/pgha/pgha/internal/pgtest"
 	"github.com/pgha/pgha/pg"
@@ -50,44 +49,8 @@ func startHACluster(t testing.TB, n int, tags map[string]dcs.Tags) *haCluster {
 	c := &haCluster{t: t, path: dcs.Path{Namespace: "pgha-routing-test", Scope: fmt.Sprintf("c%d", haScope.Add(1))}}
 	for i := range n {
 		name := fmt.Sprintf("node%d", i+1)
-		cfg := pgtest.Config(t, name)
-		inst := pgtest.New(t, cfg)
-		proxy, err := faultproxy.New(etcd.Addr)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = proxy.Close() })
-		store, err := etcddcs.New(context.Background(), etcddcs.Config{
-			Endpoints: []string{"http://" + proxy.Addr()}, Path: c.path, Name: name, RetryTimeout: 2 * time.Second,
-			Logger: pgtest.Logger(t, name+" dcs"),
-		})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = store.Close() })
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		node, err := ha.New(ha.Config{
-			Name: name, Scope: c.path.Scope, Store: store, Postgres: inst, Tags: tags[name],
-			APIURL:    "http://" + ln.Addr().String() + "/patroni",
-			Bootstrap: &ha.Bootstrap{Initdb: pg.InitdbOptions{DataChecksums: true, NoSync: true}, DCS: haDynamic},
-			Logger:    pgtest.Logger(t, name),
-		})
-		require.NoError(t, err)
-		srv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		t.Cleanup(func() { _ = srv.Close() })
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- node.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Logf("%s: Run: %v", name, err)
-				}
-			case <-time.After(60 * time.Second):
-				t.Errorf("%s: Run did not return", name)
-			}
-		})
-		c.nodes = append(c.nodes, &haNode{name: name, inst: inst, proxy: proxy, node: node})
+		m := cluster.StartMember(t, etcd.Addr, c.path, name, haDynamic, func(cfg *ha.Config) { cfg.Tags = tags[name] })
+		c.nodes = append(c.nodes, &haNode{name: name, inst: m.Inst, proxy: m.Proxy, node: m.Node})
 	}
 	return c
 }

@@ -2,12 +2,19 @@ package cluster
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pgha/pgha/dcs"
+	"github.com/pgha/pgha/dcs/etcddcs"
+	"github.com/pgha/pgha/ha"
+	"github.com/pgha/pgha/internal/faultproxy"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/pg"
 )
 
 var (
@@ -74,4 +81,85 @@ func NewForTest(ctx context.Context, t testing.TB, opts Options) *Cluster {
 		}
 	})
 	return c
+}
+
+// Member is one in-process member for tests that wire ha.Node themselves
+// (no Cluster): a PostgreSQL instance from package pgtest, an etcd client
+// behind a fault proxy of its own, the node, and its REST API on a free
+// port. [StartMember] starts it.
+type Member struct {
+	// Name is the member name.
+	Name string
+	// Inst is the member's PostgreSQL.
+	Inst *pg.Instance
+	// Proxy stands between the member's DCS client and etcd, to cut it off.
+	Proxy *faultproxy.Proxy
+	// Node is the running node.
+	Node *ha.Node
+	// Cancel ends the node's Run.
+	Cancel context.CancelFunc
+	// Done receives what Run returned (capacity 1: whoever takes the
+	// value puts it back, so the test's cleanup finds it too).
+	Done chan error
+}
+
+// StartMember starts member name of the cluster at path, on the etcd
+// client endpoint etcdAddr (host:port): the member bootstraps with dynamic
+// as Patroni's bootstrap.dcs, and edit, when not nil, changes its Config
+// before ha.New. Everything stops when the test ends: Run is cancelled and
+// waited for (the test fails when it has not returned within a minute),
+// then the API server, the DCS client, the proxy and Postgres are closed.
+func StartMember(t testing.TB, etcdAddr string, path dcs.Path, name string, dynamic map[string]any, edit func(cfg *ha.Config)) *Member {
+	t.Helper()
+	inst := pgtest.New(t, pgtest.Config(t, name))
+	proxy, err := faultproxy.New(etcdAddr)
+	if err != nil {
+		t.Fatalf("cluster: %s: fault proxy: %v", name, err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	store, err := etcddcs.New(context.Background(), etcddcs.Config{
+		Endpoints: []string{"http://" + proxy.Addr()}, Path: path, Name: name, RetryTimeout: 2 * time.Second,
+		Logger: pgtest.Logger(t, name+" dcs"),
+	})
+	if err != nil {
+		t.Fatalf("cluster: %s: etcd client: %v", name, err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("cluster: %s: %v", name, err)
+	}
+	cfg := ha.Config{
+		Name: name, Scope: path.Scope, Store: store, Postgres: inst,
+		APIURL:    "http://" + ln.Addr().String() + "/patroni",
+		Bootstrap: &ha.Bootstrap{Initdb: pg.InitdbOptions{DataChecksums: true, NoSync: true}, DCS: dynamic},
+		Logger:    pgtest.Logger(t, name),
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	node, err := ha.New(cfg)
+	if err != nil {
+		_ = ln.Close()
+		t.Fatalf("cluster: %s: ha.New: %v", name, err)
+	}
+	srv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Member{Name: name, Inst: inst, Proxy: proxy, Node: node, Cancel: cancel, Done: make(chan error, 1)}
+	go func() { m.Done <- node.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-m.Done:
+			m.Done <- err
+			if err != nil {
+				t.Logf("%s: Run: %v", name, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Errorf("%s: Run did not return", name)
+		}
+	})
+	return m
 }
