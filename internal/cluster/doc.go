@@ -54,4 +54,12 @@
 // process groups are SIGKILLed, in-process nodes are stopped (then anything
 // left of their Postgres is SIGKILLed), the proxies, clients and embedded
 // etcd are closed, and the directories New created are removed.
+//
+// # Helpers for tests
+//
+// [NewForTest] starts a cluster for a test and closes it at the test's
+// cleanup; [NodeProcForTest] builds nodeproc once per test binary (TestMain
+// calls [RemoveNodeProcForTest]); [StartMember] starts one in-process
+// member without a Cluster, for package tests that drive ha.Node
+// themselves; [Every] paces a load generator's write loop.
 package cluster
