@@ -2,6 +2,7 @@ package faultsuite
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/internal/cluster"
 	"github.com/pgha/pgha/internal/etcdtest"
 	"github.com/pgha/pgha/internal/history"
@@ -259,7 +261,26 @@ func (e *env) stable(t *testing.T) *cluster.Node {
 			if err == nil && n == 0 {
 				err = errors.New("no synchronous standby yet")
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			// /sync too (a linearizable read, not a watch cache that a
+			// paused etcd member may hold back): only a standby it names
+			// may be promoted.
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			resp, err := e.c.Etcd().Get(rctx, e.c.Path().Key(dcs.KeySync))
+			if err != nil {
+				return err
+			}
+			var st struct {
+				Leader      string  `json:"leader"`
+				SyncStandby *string `json:"sync_standby"`
+			}
+			if len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &st) != nil || st.Leader != p.Name || st.SyncStandby == nil || *st.SyncStandby == "" {
+				return fmt.Errorf("/sync does not name a standby of %s yet", p.Name)
+			}
+			return nil
 		}))
 	}
 	return p
