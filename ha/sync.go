@@ -69,6 +69,9 @@ func (n *Node) processSync(ctx context.Context, c *dcs.Cluster) {
 		}
 		return
 	}
+	if !on && n.syncRep.notManaged && (c == nil || c.Sync == nil) {
+		return // nothing to undo: no query on the leader's every cycle
+	}
 	var sync *dcs.SyncState
 	if c != nil && c.Sync != nil {
 		s := *c.Sync
