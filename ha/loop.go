@@ -305,6 +305,11 @@ func (n *Node) checkDivergence(ctx context.Context, c *dcs.Cluster, l failover.L
 	if len(ps) != 1 || !ps[0].Reachable || ps[0].Err != "" || ps[0].Timeline == 0 {
 		return failover.DivergenceCheckFailed
 	}
+	if ps[0].InRecovery || ps[0].State != failover.StateRunning {
+		// A leader that is stopping (a switchover) or not yet promoted
+		// is no reference: check again once it runs as a primary.
+		return failover.DivergenceCheckFailed
+	}
 	leaderTL := ps[0].Timeline
 	if l.Timeline == leaderTL {
 		return failover.DivergenceNone
