@@ -95,6 +95,11 @@ type Options struct {
 	// Trace makes the nodes log the duration of every DCS, Postgres and
 	// peer-probe call, every DCS watch event and every decision.
 	Trace bool
+	// Watchdog, when set, gives every node a watchdog device emulated by
+	// the harness (a named pipe watched by a Fencer in this process, which
+	// kills the node's Postgres and agent when the keepalives stop: see
+	// fencer.go). Processes only.
+	Watchdog *WatchdogOptions
 }
 
 // DefaultDynamic is the dynamic configuration a cluster gets when
@@ -148,6 +153,9 @@ func New(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	if opts.Mode == Processes && opts.NodeProc == "" {
 		return nil, errors.New("cluster: Options.NodeProc is required with Processes (see BuildNodeProc)")
+	}
+	if opts.Watchdog != nil && opts.Mode != Processes {
+		return nil, errors.New("cluster: Options.Watchdog needs Processes (the emulated reset kills the node process)")
 	}
 	if opts.BinDir == "" {
 		if opts.BinDir, err = pg.FindBinDir(ctx); err != nil {
@@ -257,7 +265,11 @@ func (c *Cluster) newNode(name string, bootstrap bool) (*Node, error) {
 	if c.opts.Mode == Processes {
 		spec.FreezeArmFile = filepath.Join(dir, "freeze-arm")
 	}
-	return &Node{c: c, Name: name, spec: spec, dir: dir, proxy: proxy, more: proxies[1:], log: c.opts.Logger.Named(name)}, nil
+	n := &Node{c: c, Name: name, spec: spec, dir: dir, proxy: proxy, more: proxies[1:], log: c.opts.Logger.Named(name)}
+	if err := n.newFencer(c.opts.Watchdog); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // Close stops every node and its Postgres (SIGKILL by pid for process

@@ -56,6 +56,7 @@ type Node struct {
 	cmd     *exec.Cmd     // process mode
 	runner  *noderun.Runner
 	cancel  context.CancelFunc
+	fencer  *Fencer // the emulated watchdog (Options.Watchdog), or nil
 }
 
 // Start starts the node (again, after Stop or Kill: same directories,
@@ -67,6 +68,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("%w: %s", ErrAlreadyRunning, n.Name)
 	}
 	done := make(chan struct{})
+	if n.fencer != nil {
+		if err := n.fencer.Start(); err != nil {
+			return err
+		}
+	}
 	if n.c.opts.Mode == Processes {
 		args, err := n.spec.Args()
 		if err != nil {
@@ -216,6 +222,9 @@ func (n *Node) Kill() error {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	pmErr := n.killPostgres()
+	if n.fencer != nil {
+		n.fencer.Disarm() // the crashed host's watchdog is not counting after the reboot
+	}
 	n.log.Warn("killed the node", "pid", pid)
 	select {
 	case <-done:
@@ -521,11 +530,14 @@ func (n *Node) FreezeWALSenders(ctx context.Context) ([]int, error) {
 // group are SIGKILLed; an in-process node is stopped normally (bounded),
 // then anything left of its Postgres is SIGKILLed.
 func (n *Node) teardown() error {
+	var err error
+	if n.fencer != nil {
+		err = n.fencer.Stop()
+	}
 	n.mu.Lock()
 	running := n.runningLocked()
 	done, cmd, cancel := n.done, n.cmd, n.cancel
 	n.mu.Unlock()
-	var err error
 	if running {
 		if n.c.opts.Mode == Processes {
 			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)

@@ -27,6 +27,7 @@ import (
 	"github.com/pgha/pgha/dcs"
 	"github.com/pgha/pgha/dcs/etcddcs"
 	"github.com/pgha/pgha/ha"
+	"github.com/pgha/pgha/ha/watchdog"
 	"github.com/pgha/pgha/pg"
 )
 
@@ -75,6 +76,13 @@ type Spec struct {
 	// right after that step, so a test can kill it between two steps. Only
 	// for node processes.
 	FreezeArmFile string
+	// WatchdogDevice, when set, is the named pipe of the node's emulated
+	// watchdog device (the harness reads it: cluster.Fencer); the node
+	// drives it with WatchdogDriver in mode WatchdogMode ("off",
+	// "automatic", "required", as watchdog.ParseMode reads them) with
+	// watchdog.safety_margin WatchdogSafetyMargin (0: the default).
+	WatchdogDevice, WatchdogMode string
+	WatchdogSafetyMargin         time.Duration
 }
 
 // Args renders the spec as nodeproc's command-line flags (passwords
@@ -101,6 +109,8 @@ func (s Spec) Args() ([]string, error) {
 		"-debug=" + strconv.FormatBool(s.Debug),
 		"-trace=" + strconv.FormatBool(s.Trace),
 		"-freeze-arm-file", s.FreezeArmFile,
+		"-watchdog-device", s.WatchdogDevice, "-watchdog-mode", s.WatchdogMode,
+		"-watchdog-safety-margin", s.WatchdogSafetyMargin.String(),
 	}, nil
 }
 
@@ -137,6 +147,9 @@ func Parse(args []string, getenv func(string) string) (Spec, error) {
 	fs.BoolVar(&s.Debug, "debug", false, "debug logging")
 	fs.BoolVar(&s.Trace, "trace", false, "log the duration of every DCS, Postgres and probe call")
 	fs.StringVar(&s.FreezeArmFile, "freeze-arm-file", "", "fault injection: freeze after the synchronous-mode step this file names")
+	fs.StringVar(&s.WatchdogDevice, "watchdog-device", "", "the named pipe of the harness's emulated watchdog (empty: no watchdog)")
+	fs.StringVar(&s.WatchdogMode, "watchdog-mode", "", "watchdog.mode with -watchdog-device: off, automatic or required")
+	fs.DurationVar(&s.WatchdogSafetyMargin, "watchdog-safety-margin", 0, "watchdog.safety_margin with -watchdog-device (0: the default)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -246,6 +259,14 @@ func New(ctx context.Context, s Spec, logger hclog.Logger) (r *Runner, err error
 		cfg.Postgres = tracedPG{Postgres: cfg.Postgres, log: tl}
 		cfg.HTTPClient = &http.Client{Timeout: time.Second, Transport: tracedTransport{rt: http.DefaultTransport.(*http.Transport).Clone(), log: tl}}
 		cfg.Hooks.OnDecision = func(d string) { tl.Info("decision", "decision", d) }
+	}
+	if s.WatchdogDevice != "" {
+		mode, err := watchdog.ParseMode(s.WatchdogMode)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Watchdog = watchdog.Config{Mode: mode, Device: s.WatchdogDevice, SafetyMargin: s.WatchdogSafetyMargin,
+			Driver: WatchdogDriver{}, Logger: logger}
 	}
 	if s.Bootstrap {
 		cfg.Bootstrap = &ha.Bootstrap{Initdb: pg.InitdbOptions{DataChecksums: true, NoSync: true}, DCS: s.Dynamic}
