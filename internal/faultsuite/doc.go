@@ -49,6 +49,27 @@
 //   - H5: an old primary cold-started while etcd is unreachable does not
 //     start as a writable primary; it rejoins once etcd is back.
 //
+// # Workload-side scenarios (workload_*_test.go)
+//
+// They run on one 3-node process cluster per replication mode, under the
+// history workload and checker (the list and their flags are in
+// workload_helpers_test.go). Among them:
+//
+//   - A1 and A2 (TestBootstrap, fresh clusters): three agents started
+//     together on an empty etcd; one /initialize winner (etcd's history of
+//     the key), exactly one initdb, the others clone, every system
+//     identifier equals /initialize, member keys correct. A2's failure
+//     path: the winner's initdb fails (a wrapper fails the first run), the
+//     winner releases /initialize and stops, another node bootstraps, and
+//     the failed node, restarted, clones.
+//   - B1: the primary's postmaster SIGKILLed, agent alive: restarted in
+//     place, same leader tenure and timeline, no acknowledged write lost
+//     in any mode.
+//   - B2: the same crash with primary_start_timeout 0: a failover, the old
+//     primary rejoins as a replica (the setting is restored afterwards).
+//   - C1: the primary's agent SIGSTOPped for 0.7 s (< retry_timeout):
+//     no failover, no failed or indeterminate write, latency reported.
+//
 // # Flags
 //
 // Pass them to this package only, for example

@@ -11,11 +11,12 @@ package faultsuite
 //	-faultsuite.wlslow     also run the slow workload scenarios
 //	                       (TestWorkloadSlowAsync: B4, C4, C3, D1/H1, B6;
 //	                       TestWorkloadSlowSync: B4, C3, D1, F1;
-//	                       TestWorkloadSlowStrict: B4, B6, C3, F1;
-//	                       TestWorkloadRouter: K1, K2). Without it only the
-//	                       fast set runs (TestWorkloadAsync: F1, B5;
-//	                       TestWorkloadSync: B6, C4, B5), about four and a
-//	                       half minutes on two cores. -faultsuite.slow (see
+//	                       TestWorkloadSlowStrict: C1, B1, B2, B4, B6, C3,
+//	                       F1; TestWorkloadRouter: K1, K2). Without it only
+//	                       the fast set runs (TestWorkloadAsync: C1, B1, B2,
+//	                       F1, B5; TestWorkloadSync: C1, B1, B2, B6, C4, B5;
+//	                       TestBootstrap: A1, A2 on fresh clusters of their
+//	                       own), about five and a half minutes on two cores. -faultsuite.slow (see
 //	                       main_test.go) turns them on too, with the slow
 //	                       DCS-side scenarios.
 //	-faultsuite.soak=D     run the seeded random soak R1 (TestWorkloadSoak)
@@ -91,8 +92,9 @@ type wlEnv struct {
 }
 
 // wlNewEnv starts a 3-node process cluster in the given mode and waits
-// until it is stable.
-func wlNewEnv(t *testing.T, mode string) *wlEnv {
+// until it is stable. Each tune, if any, edits the options first (the
+// watchdog scenarios give the nodes an emulated watchdog and a longer ttl).
+func wlNewEnv(t *testing.T, mode string, tune ...func(*cluster.Options)) *wlEnv {
 	t.Helper()
 	dyn := map[string]any{"ttl": 3, "loop_wait": 1, "retry_timeout": 1,
 		"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": false}}
@@ -108,6 +110,9 @@ func wlNewEnv(t *testing.T, mode string) *wlEnv {
 	}
 	opts := cluster.Options{Mode: cluster.Processes, NodeProc: nodeProc(t), Dynamic: dyn, BinDir: pgtest.BinDir(t),
 		Namespace: "pgha-faultsuite-wl", Logger: pgtest.Logger(t, "harness")}
+	for _, f := range tune {
+		f(&opts)
+	}
 	c, err := cluster.New(wlWithin(t, time.Minute), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })

@@ -11,8 +11,10 @@ import (
 )
 
 // Related scenarios live elsewhere and are not repeated here:
-// internal/cluster/failover_test.go (B1, B2, B4 with rewind, C1, C2 frozen
-// agent), sync_test.go (synchronous mode, E6 ordering), pause_test.go,
+// internal/cluster/failover_test.go (B4 with rewind, C2 frozen agent; and
+// B1, B2 and C1 without a workload: here they run under the history
+// checker, see workload_basic_test.go, which also holds A1 and A2 in
+// TestBootstrap), sync_test.go (synchronous mode, E6 ordering), pause_test.go,
 // failsafe_test.go; internal/history/cluster_test.go (B4 through the
 // history checker, async and sync, with lagging replicas).
 
@@ -29,23 +31,32 @@ func wlRequireSlow(t *testing.T) {
 	}
 }
 
-// TestWorkloadAsync runs the fast async-mode scenarios on one cluster: F1
+// TestWorkloadAsync runs the fast async-mode scenarios on one cluster: C1
+// (short agent pause: latency only), B1 (Postgres crash restarted in
+// place), B2 (Postgres crash with primary_start_timeout 0: failover), F1
 // (switchover: no acknowledged write lost even in async) and B5 (agent
 // killed, Postgres survives, no watchdog: the documented expected failure
 // with its measured two-writer window).
 func TestWorkloadAsync(t *testing.T) {
 	wlSkipShort(t)
 	e := wlNewEnv(t, "async")
+	t.Run("C1", func(t *testing.T) { wlC1(t, e) })
+	t.Run("B1", func(t *testing.T) { wlB1(t, e) })
+	t.Run("B2", func(t *testing.T) { wlB2(t, e) })
 	t.Run("F1", func(t *testing.T) { wlF1(t, e) })
 	t.Run("B5", func(t *testing.T) { wlB5(t, e) })
 }
 
-// TestWorkloadSync runs the fast sync-mode scenarios on one cluster: B6
+// TestWorkloadSync runs the fast sync-mode scenarios on one cluster: C1,
+// B1 and B2 (as in async, with no acknowledged write lost in B2 either), B6
 // (sync standby killed), C4 (lagging replica at failover) and B5 (agent
 // killed, Postgres survives: no acknowledged write is lost even so).
 func TestWorkloadSync(t *testing.T) {
 	wlSkipShort(t)
 	e := wlNewEnv(t, "sync")
+	t.Run("C1", func(t *testing.T) { wlC1(t, e) })
+	t.Run("B1", func(t *testing.T) { wlB1(t, e) })
+	t.Run("B2", func(t *testing.T) { wlB2(t, e) })
 	t.Run("B6", func(t *testing.T) { wlB6(t, e) })
 	t.Run("C4", func(t *testing.T) { wlC4(t, e) })
 	t.Run("B5", func(t *testing.T) { wlB5(t, e) })
@@ -72,10 +83,13 @@ func TestWorkloadSlowSync(t *testing.T) {
 	t.Run("F1", func(t *testing.T) { wlF1(t, e) })
 }
 
-// TestWorkloadSlowStrict: B4, B6, C3 and F1 in strict mode.
+// TestWorkloadSlowStrict: C1, B1, B2, B4, B6, C3 and F1 in strict mode.
 func TestWorkloadSlowStrict(t *testing.T) {
 	wlRequireSlow(t)
 	e := wlNewEnv(t, "strict")
+	t.Run("C1", func(t *testing.T) { wlC1(t, e) })
+	t.Run("B1", func(t *testing.T) { wlB1(t, e) })
+	t.Run("B2", func(t *testing.T) { wlB2(t, e) })
 	t.Run("B4", func(t *testing.T) { wlB4(t, e) })
 	t.Run("B6", func(t *testing.T) { wlB6(t, e) })
 	t.Run("C3", func(t *testing.T) { wlC3(t, e) })
