@@ -16,8 +16,9 @@ package faultsuite
 //	                       the fast set runs (TestWorkloadAsync: C1, B1, B2,
 //	                       F1, B5; TestWorkloadSync: C1, B1, B2, B6, C4, B5;
 //	                       TestBootstrap: A1, A2 on fresh clusters of their
-//	                       own), about five and a half minutes on two cores. -faultsuite.slow (see
-//	                       main_test.go) turns them on too, with the slow
+//	                       own), about four and a half to five minutes on
+//	                       two cores. -faultsuite.slow (see main_test.go)
+//	                       turns them on too, with the slow
 //	                       DCS-side scenarios.
 //	-faultsuite.soak=D     run the seeded random soak R1 (TestWorkloadSoak)
 //	                       for D (e.g. 90s); 0 (the default) skips it. CI:
