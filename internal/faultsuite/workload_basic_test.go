@@ -296,7 +296,8 @@ func wlFaultC1(t *testing.T, s *wlScenario) wlFault {
 	time.Sleep(c1Pause) // the fault's duration, not a wait for a condition
 	thawAt := s.h.Since()
 	require.NoError(t, thaw())
-	require.NoError(t, s.waitOK(wlWithin(t, time.Minute), p.Name, thawAt+ttl, 5), "writes go on on %s for more than a ttl after the thaw", p.Name)
+	const wlTTL = 3 * time.Second // wlNewEnv's ttl
+	require.NoError(t, s.waitOK(wlWithin(t, time.Minute), p.Name, thawAt+wlTTL, 5), "writes go on on %s for more than a ttl after the thaw", p.Name)
 	leader2, rev2 := leaderRev(t, s.e.c)
 	require.Equal(t, p.Name, leader2, "no failover")
 	require.Equal(t, rev, rev2, "same leader tenure")
