@@ -31,6 +31,12 @@
 // [Node.HealDCS]), be stopped cleanly and started again ([Node.Stop],
 // [Node.Start], [Node.Restart]).
 //
+// With [Options].Watchdog every process node drives a watchdog device in
+// the mode given, emulated by the harness: a [Fencer] in the test process
+// reads the node's keepalives from a named pipe and, when none came within
+// the timeout the node armed, kills the node's Postgres and agent, as the
+// kernel would reset the host ([Node.Fencer] tells when it fired).
+//
 // Operator actions on process nodes go through the DCS as patronictl does:
 // [Cluster.RequestFailover] writes /failover, [Cluster.SetConfig] edits
 // /config.

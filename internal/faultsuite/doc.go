@@ -70,6 +70,27 @@
 //   - C1: the primary's agent SIGSTOPped for 0.7 s (< retry_timeout):
 //     no failover, no failed or indeterminate write, latency reported.
 //
+// # Watchdog scenarios (workload_watchdog_test.go)
+//
+// TestWorkloadWatchdog gives every node a watchdog device in required
+// mode, emulated by the harness (cluster.Options.Watchdog: a named pipe
+// read by a cluster.Fencer in the test process, which kills the node's
+// Postgres and agent when the keepalives stop, as the kernel resets the
+// host), on a cluster of its own (async, ttl=6, safety_margin=1s: the
+// device is armed with 5s), under the history workload:
+//
+//   - C2: the primary's agent frozen (SIGSTOP) past the ttl while its
+//     Postgres runs: the watchdog kills that Postgres before etcd deletes
+//     the leader key, before another node takes it and before the new
+//     primary's first acknowledged write; no two writers; the fenced node
+//     is restarted and rejoins.
+//   - B5: the primary's agent killed alone, its Postgres orphaned: the
+//     same, and no two writers, where the no-watchdog B5 of
+//     TestWorkloadAsync is an expected failure.
+//
+// They are in the default set: about 80 s on two cores, their cluster
+// included.
+//
 // # Flags
 //
 // Pass them to this package only, for example

@@ -16,8 +16,11 @@ package faultsuite
 //	                       the fast set runs (TestWorkloadAsync: C1, B1, B2,
 //	                       F1, B5; TestWorkloadSync: C1, B1, B2, B6, C4, B5;
 //	                       TestBootstrap: A1, A2 on fresh clusters of their
-//	                       own), about four and a half to five minutes on
-//	                       two cores. -faultsuite.slow (see main_test.go)
+//	                       own; TestWorkloadWatchdog: C2, B5 with the
+//	                       emulated watchdog, on a cluster of its own, about
+//	                       80 s), about four and a half to five minutes on
+//	                       two cores without TestWorkloadWatchdog.
+//	                       -faultsuite.slow (see main_test.go)
 //	                       turns them on too, with the slow
 //	                       DCS-side scenarios.
 //	-faultsuite.soak=D     run the seeded random soak R1 (TestWorkloadSoak)

@@ -6,7 +6,9 @@
 //
 // Flags (see noderun.Parse): -name, -scope, -namespace, -etcd, -pg-bin,
 // -pg-data, -pg-socket-dir, -pg-port, -superuser, -replication-user,
-// -rewind-user, -api, -bootstrap, -dynamic (JSON), -tags (JSON), -debug.
+// -rewind-user, -api, -bootstrap, -dynamic (JSON), -tags (JSON), -debug,
+// -trace, -freeze-arm-file, -watchdog-device, -watchdog-mode,
+// -watchdog-safety-margin.
 // Passwords come from PGHA_NODE_SUPERUSER_PASSWORD,
 // PGHA_NODE_REPLICATION_PASSWORD and PGHA_NODE_REWIND_PASSWORD. Run as root,
 // PostgreSQL runs as the postgres OS user (package pg does it).

@@ -222,9 +222,10 @@ func New(ctx context.Context, s Spec, logger hclog.Logger) (r *Runner, err error
 		logger = hclog.NewNullLogger()
 	}
 	r = &Runner{spec: s, log: logger}
+	built := r // r is nil after a failed return
 	defer func() {
 		if err != nil {
-			r.close()
+			built.close()
 		}
 	}()
 	r.inst, err = pg.New(ctx, s.PGConfig(logger))
