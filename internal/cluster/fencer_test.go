@@ -213,3 +213,10 @@ func TestWatchdogDriverChecks(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, f.Start(), "not a pipe")
 }
+
+// The emulated reset kills a node process: in-process nodes cannot have
+// it.
+func TestWatchdogOptionNeedsProcesses(t *testing.T) {
+	_, err := cluster.New(within(t, 10*time.Second), cluster.Options{Mode: cluster.InProcess, Watchdog: &cluster.WatchdogOptions{}})
+	require.ErrorContains(t, err, "Options.Watchdog needs Processes")
+}
