@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/pgha/pgha/dcs"
 )
@@ -328,10 +330,48 @@ func (s *Store) load(ctx context.Context) error {
 // follow watches the prefix from revision from and applies events until the
 // watch fails. It returns errCompacted when from was compacted away.
 func (s *Store) follow(ctx context.Context, from int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	wctx, cancel := context.WithCancel(s.watchCtx(ctx, s.watchGen.Add(1)))
 	defer cancel()
+	// clientv3 opens the stream inside Watch, which blocks as long as the
+	// member it picked does not answer.
+	opening := time.AfterFunc(s.reqTimeout, cancel)
 	wch := s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
-	for resp := range wch {
+	if !opening.Stop() {
+		return fmt.Errorf("watch not opened within %s: its member does not answer", s.reqTimeout)
+	}
+	// A watch stream on a member that stopped answering (paused, hung)
+	// delivers nothing, and gRPC's keepalive takes 10 s and more to drop
+	// it. Each tick, when etcd has answered this store with a revision the
+	// cache has not reached, ask the stream for progress; if the cache still
+	// lags that revision a tick later, the stream is stalled: end it, and
+	// the loop resumes the watch on a new stream (each follow has its own
+	// stream: see watchCtx), which the balancer gives the next connection.
+	tick := time.NewTicker(s.reqTimeout)
+	defer tick.Stop()
+	var awaited int64
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		select {
+		case resp, ok = <-wch:
+		case <-tick.C:
+			cur := s.cache.revision()
+			if awaited > cur {
+				s.log.Warn("watch stalled: its member does not answer; resuming on another connection", "cache_rev", cur, "etcd_rev", awaited)
+				return fmt.Errorf("watch stalled at revision %d, etcd at %d", cur, awaited)
+			}
+			awaited = 0
+			if seen := s.seenRev.Load(); seen > cur {
+				awaited = seen
+				pctx, pcancel := context.WithTimeout(wctx, s.reqTimeout/4)
+				_ = s.cli.RequestProgress(pctx) // a failure shows as a stall next tick
+				pcancel()
+			}
+			continue
+		}
+		if !ok {
+			break
+		}
 		if resp.CompactRevision != 0 {
 			return fmt.Errorf("%w: compacted at %d", errCompacted, resp.CompactRevision)
 		}
@@ -353,6 +393,15 @@ func (s *Store) follow(ctx context.Context, from int64) error {
 		return ctx.Err()
 	}
 	return errors.New("watch channel closed")
+}
+
+// watchCtx returns ctx with the metadata of the watch stream of generation
+// gen. clientv3 shares one gRPC stream among the watches whose contexts
+// carry the same metadata, and would resume a new watch on a stalled
+// stream; the generation makes each follow's stream its own. It also
+// requires a leader: a member that lost its leader ends the watch.
+func (s *Store) watchCtx(ctx context.Context, gen int64) context.Context {
+	return metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "pgha-watch", strconv.FormatInt(gen, 10))
 }
 
 // serveWatcher drains w into its channel until ctx ends or the store closes,

@@ -104,6 +104,25 @@
 // the change. Patroni instead lets the old lease expire and moves the leader
 // key at the next update_leader by comparing the value only.
 //
+// # A member that hangs
+//
+// clientv3 balances requests round-robin over its connections to the
+// members and keeps the connection to a member that stopped answering (a
+// paused process, a hung host: TCP still up) until gRPC's keepalive drops
+// it, 10 s and more later. So that one hung member does not cost the node
+// its lease (RELIABILITY.md C5), the renewals (KeepAlive and the
+// confirmation txn of RefreshLeader, both idempotent) are hedged: while no
+// attempt has answered, the request is sent again, up to once per endpoint,
+// every request timeout / (endpoints + 1), or at once after a transient
+// error; the balancer gives each attempt the next connection. Writes guarded
+// by a compare (CAS) are sent once: a second run could not tell its own
+// first run from a conflict. The watch is guarded too: when etcd has
+// answered this store with a revision the cache has not reached, the
+// store asks the watch stream for progress, and ends the stream if the cache
+// still lags a request timeout later (or if opening it does not finish in a
+// request timeout); the watch resumes from the cache's revision on a new
+// stream of its own.
+//
 // Cluster may serve a stale snapshot while etcd is unreachable (the watch
 // reconnects by itself and the cache keeps its last state); liveness must be
 // judged from KeepAlive and RefreshLeader, which fail with

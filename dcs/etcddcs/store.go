@@ -48,6 +48,11 @@ type Store struct {
 	leaseExpired bool
 
 	cache *cache
+	// seenRev is the highest etcd revision a response to this store named;
+	// the watch loop compares its cache with it to find a stalled watch.
+	seenRev atomic.Int64
+	// watchGen numbers the watch loop's streams (see watchCtx).
+	watchGen atomic.Int64
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -219,6 +224,7 @@ func (s *Store) settle(ctx context.Context, rev int64) {
 	if rev <= 0 {
 		return
 	}
+	s.saw(rev)
 	wctx, cancel := context.WithTimeout(ctx, s.reqTimeout)
 	defer cancel()
 	if !s.cache.await(wctx, s.done, rev) && !s.isClosed() {
@@ -288,8 +294,8 @@ func (s *Store) barrier(ctx context.Context) error {
 	target := resp.Header.Revision
 	for s.cache.revision() < target {
 		// The watch stream is keyed by its context's metadata; this one
-		// matches the watch loop's (WithRequireLeader).
-		if err := s.cli.RequestProgress(clientv3.WithRequireLeader(rctx)); err != nil {
+		// matches the watch loop's current stream.
+		if err := s.cli.RequestProgress(s.watchCtx(rctx, s.watchGen.Load())); err != nil {
 			return err
 		}
 		wctx, wcancel := context.WithTimeout(rctx, 50*time.Millisecond)
@@ -340,12 +346,15 @@ func (s *Store) keepAliveLocked(ctx context.Context, ttl int64) (dcs.Lease, erro
 	cur := s.lease.Load()
 	s.leaseExpired = false
 	if cur != 0 && s.leaseTTL.Load() == ttl {
-		rctx, cancel := s.rctx(ctx)
+		// The first attempt's send time is kept: a later attempt's answer
+		// only moves the deadline earlier than it is (package doc, Safety).
 		sent := time.Now()
-		resp, err := s.cli.KeepAliveOnce(rctx, clientv3.LeaseID(cur))
-		cancel()
+		resp, err := hedge(ctx, s.reqTimeout, s.attempts(), func(rctx context.Context) (*clientv3.LeaseKeepAliveResponse, error) {
+			return s.cli.KeepAliveOnce(rctx, clientv3.LeaseID(cur))
+		})
 		switch {
 		case err == nil:
+			s.saw(resp.Revision)
 			lease = dcs.Lease{ID: cur, TTL: time.Duration(resp.TTL) * time.Second, Sent: sent}
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			s.log.Info("lease expired; granting a new one", "lease", leaseHex(cur))
@@ -582,15 +591,17 @@ func (s *Store) RefreshLeader(ctx context.Context) (dcs.Lease, error) {
 		// node that already fenced itself hold the lock without leading.
 		return dcs.Lease{}, fmt.Errorf("etcddcs: refresh leader: %w: %w: the lease expired", dcs.ErrNotLeader, dcs.ErrSessionExpired)
 	}
-	rctx, cancel := s.rctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(rctx).
-		If(s.leaderCmps(lease.ID)...).
-		Else(clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.leaderKey), "=", 0)},
-			[]clientv3.Op{clientv3.OpPut(s.leaderKey, s.cfg.Name, clientv3.WithLease(clientv3.LeaseID(lease.ID)))},
-			[]clientv3.Op{clientv3.OpGet(s.leaderKey)})).
-		Commit()
+	// Sent again on a hung member (hedge): running it twice is harmless,
+	// the second run finds the key the first re-created on the same lease.
+	resp, err := hedge(ctx, s.reqTimeout, s.attempts(), func(rctx context.Context) (*clientv3.TxnResponse, error) {
+		return s.cli.Txn(rctx).
+			If(s.leaderCmps(lease.ID)...).
+			Else(clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.leaderKey), "=", 0)},
+				[]clientv3.Op{clientv3.OpPut(s.leaderKey, s.cfg.Name, clientv3.WithLease(clientv3.LeaseID(lease.ID)))},
+				[]clientv3.Op{clientv3.OpGet(s.leaderKey)})).
+			Commit()
+	})
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		// The lease expired between the keepalive and the txn: its keys are gone.
 		s.lease.Store(0)
@@ -599,6 +610,7 @@ func (s *Store) RefreshLeader(ctx context.Context) (dcs.Lease, error) {
 	if err != nil {
 		return dcs.Lease{}, s.fail(ctx, "refresh leader", err)
 	}
+	s.saw(resp.Header.Revision)
 	if resp.Succeeded {
 		return lease, nil
 	}
