@@ -23,6 +23,17 @@ type Reader interface {
 	Watch(ctx context.Context) (<-chan Event, error)
 }
 
+// Confirmer is a Reader that can confirm its snapshot is current. Confirm
+// returns once the snapshot Cluster serves reflects every change the store
+// committed before the call (a linearizable read of the store's revision),
+// with that snapshot's revision; it fails, wrapping ErrUnavailable, when the
+// store cannot be reached in time. A reader serving a cache can otherwise
+// not tell a quiet cluster from a link that no longer delivers anything.
+// etcddcs.Store and memdcs.Store implement it.
+type Confirmer interface {
+	Confirm(ctx context.Context) (int64, error)
+}
+
 // Session is the node's lease and its member key. The lease is shared by the
 // member key and, while the node leads, the leader key, so both vanish together
 // when the node stops renewing.

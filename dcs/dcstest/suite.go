@@ -43,6 +43,7 @@ func Run(t *testing.T, f Factory) {
 	t.Run("LegacyValues", func(t *testing.T) { testLegacy(t, f(t)) })
 	t.Run("CanceledContext", func(t *testing.T) { testCanceled(t, f(t)) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, f(t)) })
+	t.Run("Confirm", func(t *testing.T) { testConfirm(t, f(t)) })
 }
 
 const waitFor = 10 * time.Second
@@ -767,4 +768,26 @@ func testClosed(t *testing.T, h Harness) {
 	require.ErrorIs(t, err, dcs.ErrClosed)
 	_, err = a.AcquireLeader(ctx)
 	require.ErrorIs(t, err, dcs.ErrClosed)
+}
+
+// testConfirm: a store that implements dcs.Confirmer confirms a snapshot
+// that holds every change committed before the call, by any client.
+func testConfirm(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	r, a := h.NewStore(t, "r"), h.NewStore(t, "a")
+	c, ok := r.(dcs.Confirmer)
+	if !ok {
+		t.Skip("the store does not implement dcs.Confirmer")
+	}
+	for i := range 3 {
+		rev, err := a.SetConfig(ctx, map[string]any{"n": i}, dcs.Unconditional)
+		require.NoError(t, err)
+		got, err := c.Confirm(ctx)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, got, rev, "confirmed revision")
+		cl := cluster(t, r)
+		require.GreaterOrEqual(t, cl.Revision, rev, "the snapshot after Confirm")
+		require.NotNil(t, cl.Config)
+		require.EqualValues(t, fmt.Sprint(i), fmt.Sprint(cl.Config.Data["n"]))
+	}
 }

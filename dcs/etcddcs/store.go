@@ -63,7 +63,10 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-var _ dcs.Store = (*Store)(nil)
+var (
+	_ dcs.Store     = (*Store)(nil)
+	_ dcs.Confirmer = (*Store)(nil)
+)
 
 // New connects to etcd and starts the store's watch of the cluster prefix.
 // It fails on an invalid Config, unusable TLS files or rejected credentials;
@@ -280,18 +283,37 @@ func (s *Store) Watch(ctx context.Context) (<-chan dcs.Event, error) {
 	return w.out, nil
 }
 
+// Confirm implements dcs.Confirmer: a linearizable read of etcd's revision
+// (hedged across the members), then a wait until the watch cache reflects
+// it.
+func (s *Store) Confirm(ctx context.Context) (int64, error) {
+	if err := s.begin(ctx, "confirm", false); err != nil {
+		return 0, err
+	}
+	if err := s.waitReady(ctx, "confirm"); err != nil {
+		return 0, err
+	}
+	if err := s.barrier(ctx); err != nil {
+		return 0, s.fail(ctx, "confirm", err)
+	}
+	return s.cache.revision(), nil
+}
+
 // barrier waits until the cache reflects every change committed before it
 // was called: it reads etcd's current revision (a linearizable read) and asks
 // the watch stream for progress notifications until the cache reaches it
 // (changes outside the prefix advance the revision without any event).
 func (s *Store) barrier(ctx context.Context) error {
-	rctx, cancel := s.rctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(rctx, s.leaderKey, clientv3.WithCountOnly())
+	resp, err := hedge(ctx, s.reqTimeout, s.attempts(), func(rctx context.Context) (*clientv3.GetResponse, error) {
+		return s.cli.Get(rctx, s.leaderKey, clientv3.WithCountOnly())
+	})
 	if err != nil {
 		return err
 	}
 	target := resp.Header.Revision
+	s.saw(target)
+	rctx, cancel := s.rctx(ctx)
+	defer cancel()
 	for s.cache.revision() < target {
 		// The watch stream is keyed by its context's metadata; this one
 		// matches the watch loop's current stream.

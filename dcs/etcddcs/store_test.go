@@ -233,10 +233,12 @@ func TestUnavailableWhilePaused(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second, "bounded by the request timeout")
 	require.ErrorIs(t, s.SetStatus(ctx, dcs.Status{Optime: 1}), dcs.ErrUnavailable)
 
-	// The cache still answers (stale, by design).
+	// The cache still answers (stale, by design); Confirm says it may be.
 	c, err := s.Cluster(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "a", c.LeaderName())
+	_, err = s.Confirm(ctx)
+	require.ErrorIs(t, err, dcs.ErrUnavailable)
 
 	p.Resume()
 	require.Eventually(t, func() bool {
@@ -244,6 +246,8 @@ func TestUnavailableWhilePaused(t *testing.T) {
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, s.SetStatus(ctx, dcs.Status{Optime: 1}))
+	_, err = s.Confirm(ctx)
+	require.NoError(t, err)
 }
 
 func TestClusterUnavailableBeforeFirstRead(t *testing.T) {

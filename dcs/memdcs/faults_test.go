@@ -182,3 +182,17 @@ func TestSlowWatcherGetsReset(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, resets, 1, "a reader that fell behind gets a reset instead of an unbounded backlog")
 }
+
+func TestConfirmFailsWhilePartitioned(t *testing.T) {
+	ctx := context.Background()
+	srv, _, client := fakeServer(t)
+	r := client("r")
+	_, err := r.Confirm(ctx)
+	require.NoError(t, err)
+	srv.Partition("r")
+	_, err = r.Confirm(ctx)
+	require.ErrorIs(t, err, dcs.ErrUnavailable)
+	srv.Heal("r")
+	_, err = r.Confirm(ctx)
+	require.NoError(t, err)
+}

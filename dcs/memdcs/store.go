@@ -30,7 +30,10 @@ type Store struct {
 	wg        sync.WaitGroup
 }
 
-var _ dcs.Store = (*Store)(nil)
+var (
+	_ dcs.Store     = (*Store)(nil)
+	_ dcs.Confirmer = (*Store)(nil)
+)
 
 // ClientConfig names the node a client acts for.
 type ClientConfig struct {
@@ -113,6 +116,17 @@ func (c *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 	}
 	defer c.end()
 	return c.srv.snapshotLocked(c.path), nil
+}
+
+// Confirm implements dcs.Confirmer. The client reads the server directly,
+// so its snapshot is always current: Confirm fails only as every request of
+// this client does (Server.Partition, FailNext, a closed client).
+func (c *Store) Confirm(ctx context.Context) (int64, error) {
+	if _, err := c.begin(ctx, false); err != nil {
+		return 0, err
+	}
+	defer c.end()
+	return c.srv.rev, nil
 }
 
 // --- session -------------------------------------------------------------------
