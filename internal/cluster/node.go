@@ -356,10 +356,11 @@ func (n *Node) CutFromDCS() {
 	n.pauseProxies()
 }
 
-// HealDCS ends CutFromDCS.
+// HealDCS ends CutFromDCS, and every fault of dcslink.go (CutDCSReplies,
+// DelayDCS, DropDCS).
 func (n *Node) HealDCS() {
 	n.log.Warn("DCS link healed")
-	n.resumeProxies()
+	n.healProxies()
 }
 
 // HA returns the in-process node's ha.Node (a new one after each Start),
