@@ -53,9 +53,10 @@ func (r *Router) Primary(ctx context.Context) (*pgxpool.Conn, error) {
 
 func (r *Router) primary(ctx context.Context) (*pgxpool.Conn, *pool, error) {
 	var (
-		last error
-		b    *retrier
-		held bool
+		last  error
+		b     *retrier
+		held  bool
+		stale bool
 	)
 	for {
 		st := r.state.Load()
@@ -66,6 +67,19 @@ func (r *Router) primary(ctx context.Context) (*pgxpool.Conn, *pool, error) {
 			return nil, nil, noPrimaryErr(st, last, err)
 		}
 		if st.ready && st.primary != nil && !st.holding() {
+			if err := r.staleErr(st); err != nil {
+				// Fail closed: no new write connection to a primary the
+				// DCS has not confirmed lately.
+				last = err
+				if !stale {
+					stale = true
+					r.stats.stale.Add(1)
+				}
+				if werr := r.waitPrimaryChange(ctx, st, max(r.cfg.MaxStaleness/4, minConfirmInterval)); werr != nil {
+					return nil, nil, noPrimaryErr(st, last, werr)
+				}
+				continue
+			}
 			c, err := st.primary.acquire(ctx)
 			if err == nil {
 				return c, st.primary, nil
@@ -137,7 +151,8 @@ func (r *Router) Acquire(ctx context.Context, c Criterion) (*pgxpool.Conn, error
 
 // WaitForNode returns the node an acquisition under c would use first,
 // waiting (bounded by ctx) while there is none, without connecting. For
-// Primary it also waits out a switchover hold. It is what Acquire does
+// Primary it also waits out a switchover hold and, with MaxStaleness, a
+// primary the DCS has not confirmed lately. It is what Acquire does
 // before it connects, useful in tests and for diagnostics.
 func (r *Router) WaitForNode(ctx context.Context, c Criterion) (Node, error) {
 	for {
@@ -145,14 +160,22 @@ func (r *Router) WaitForNode(ctx context.Context, c Criterion) (Node, error) {
 		if st.closed {
 			return Node{}, ErrClosed
 		}
-		if st.ready && (c != Primary || !st.holding()) {
+		var stale error
+		if c == Primary && st.ready {
+			stale = r.staleErr(st)
+		}
+		if st.ready && (c != Primary || !st.holding()) && stale == nil {
 			if cands := st.topo.Candidates(c, r.cfg.MaxLag, r.cfg.Picker); len(cands) > 0 {
 				return cands[0], nil
 			}
 		}
-		if err := r.waitAnyChange(ctx, st, 0); err != nil {
+		var poll time.Duration
+		if stale != nil {
+			poll = max(r.cfg.MaxStaleness/4, minConfirmInterval)
+		}
+		if err := r.waitAnyChange(ctx, st, poll); err != nil {
 			if c == Primary {
-				return Node{}, noPrimaryErr(st, nil, err)
+				return Node{}, noPrimaryErr(st, stale, err)
 			}
 			return Node{}, fmt.Errorf("%w (%s): %w", ErrNoNode, c, err)
 		}

@@ -104,6 +104,20 @@ type Config struct {
 	RetryInterval    time.Duration
 	MaxRetryInterval time.Duration
 
+	// MaxStaleness, with FromDCS, makes writes fail closed when the DCS
+	// cannot confirm the primary: the router asks the DCS every
+	// MaxStaleness/4 (dcs.Confirmer: a linearizable read) whether the
+	// leader key still names the tenure it follows, and a primary
+	// acquisition made more than MaxStaleness after the last such
+	// confirmation waits (bounded by its ctx) instead of connecting, and
+	// fails wrapping ErrNoPrimary and ErrStaleView. Connections already
+	// acquired are not cut. 0 (the default) keeps the last topology while
+	// the DCS cannot be reached: writes go on to the primary, whose own
+	// leader fence stops it if it lost its lease. A bound of about the
+	// DCS TTL suits clients that prefer refusing writes to the primary's
+	// fence doing it. The reader must implement dcs.Confirmer.
+	MaxStaleness time.Duration
+
 	// Logger receives the router's logs. nil means no logging.
 	Logger hclog.Logger
 	// Hooks are event callbacks.
@@ -156,6 +170,9 @@ func (c Config) Validate() error {
 		if hs, ok := c.Source.(*hostsSource); ok && hs != nil {
 			errs = append(errs, errors.New("FromHosts needs probes: ProbeInterval must not be negative"))
 		}
+	}
+	if err := c.validateStaleness(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ProbeTimeout < 0 {
 		errs = append(errs, errors.New("ProbeTimeout must not be negative"))

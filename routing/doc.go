@@ -91,7 +91,13 @@
 // Postgres before the lease deadline), synchronous_mode_strict and a
 // watchdog close it, not the router. While the DCS cannot be reached the
 // router keeps the last topology it saw (the source reconnects with
-// backoff); the primary's own fence is what stops writes then. Other clients
+// backoff); the primary's own fence is what stops writes then. With
+// Config.MaxStaleness the router fails closed instead (RELIABILITY.md D11):
+// it confirms the followed tenure with the DCS every MaxStaleness/4 (a
+// linearizable read, [dcs.Confirmer]), and once MaxStaleness has passed
+// without a confirmation no new write connection is handed out
+// ([ErrStaleView]) until one succeeds; a leader it has not confirmed is
+// never chosen. Other clients
 // of the old primary are not the router's to fence. With FromHosts there is
 // no leader key: the probes decide; a failed probe keeps a host's role for a
 // probe TTL (3 ProbeInterval + ProbeTimeout), so one timeout does not cut the
@@ -127,7 +133,8 @@
 // when the connection failed (never retried: the caller must find out),
 // [ErrFenced] for a connection cut because its primary's tenure ended,
 // [ErrNotPrimary] for a primary connection that found a server in recovery,
-// and [ErrClosed]. [NodeError] tells which node and step failed.
+// [ErrStaleView] (with ErrNoPrimary) when MaxStaleness refused a write, and
+// [ErrClosed]. [NodeError] tells which node and step failed.
 // [SafeToRetry] says whether a failure before COMMIT may run again (it is
 // what Write and Read use).
 package routing

@@ -60,6 +60,8 @@ type Router struct {
 
 	m     manager
 	stats counters
+	// conf is the DCS's last confirmation of a tenure (MaxStaleness).
+	conf atomic.Pointer[confirmation]
 }
 
 // state is what acquisitions read: an immutable topology and the pools
@@ -91,7 +93,7 @@ type manager struct {
 }
 
 type counters struct {
-	leaderChanges, conflicts, fencedConns, retries, ambiguous, held atomic.Int64
+	leaderChanges, conflicts, fencedConns, retries, ambiguous, held, stale atomic.Int64
 }
 
 // Stats are the router's counters and current state, for metrics.
@@ -114,6 +116,9 @@ type Stats struct {
 	// HeldAcquisitions counts primary acquisitions that waited on a
 	// switchover hold.
 	HeldAcquisitions int64
+	// StaleAcquisitions counts primary acquisitions that waited because
+	// the DCS had not confirmed the primary within Config.MaxStaleness.
+	StaleAcquisitions int64
 }
 
 // New validates cfg, starts following the topology and returns once the
@@ -158,6 +163,10 @@ func New(ctx context.Context, cfg Config) (*Router, error) {
 	if cfg.ProbeInterval > 0 {
 		r.loops.Add(1)
 		go r.probeLoop()
+	}
+	if cf := cfg.confirmer(); cf != nil {
+		r.loops.Add(1)
+		go r.confirmLoop(cf, cfg.Source.(*dcsSource).r)
 	}
 	st := r.state.Load()
 	for !st.ready {
@@ -215,7 +224,8 @@ func (r *Router) Stats() Stats {
 		LeaderChanges: r.stats.leaderChanges.Load(), Conflicts: r.stats.conflicts.Load(),
 		FencedConns: r.stats.fencedConns.Load(), Retries: r.stats.retries.Load(),
 		AmbiguousCommits: r.stats.ambiguous.Load(), HeldAcquisitions: r.stats.held.Load(),
-		Holding: st.holding(),
+		StaleAcquisitions: r.stats.stale.Load(),
+		Holding:           st.holding(),
 	}
 	if st.topo != nil {
 		s.Epoch = st.topo.Epoch
