@@ -25,6 +25,7 @@ func TestEtcdAsync(t *testing.T) {
 	skipShort(t)
 	e := newEnv(t, "async")
 	t.Run("C5", func(t *testing.T) { etcdC5(t, e) })
+	t.Run("D11", func(t *testing.T) { etcdD11(t, e) })
 	t.Run("D4", func(t *testing.T) { etcdD4(t, e) })
 	t.Run("D2-failsafe", func(t *testing.T) { etcdD2Failsafe(t, e) })
 	t.Run("D7", func(t *testing.T) { etcdD7(t, e) })
