@@ -19,9 +19,12 @@
 //   - C5: the etcd leader paused; the agents must go on through the other
 //     members with no demotion (etcd elects another leader well within
 //     retry_timeout); a primary killed meanwhile fails over within the
-//     budget. KNOWN FAILURE, not a known limit: today the primary fences
-//     (see the test's doc comment), so C5 runs only with -faultsuite.slow
-//     until dcs/etcddcs retries on another member.
+//     budget. It found a false demotion, fixed in dcs/etcddcs (renewals
+//     hedged onto another connection, a stalled watch stream replaced).
+//   - D11: two routers (routing.FromDCS) cut from every etcd member while
+//     the cluster switches over: the one with MaxStaleness fails closed
+//     after the bound, neither writes to the leader it never saw, and both
+//     follow the new primary after healing.
 //   - D2: the primary cut from etcd only, in failsafe mode: it stays, and
 //     nobody else is promoted. (The default-mode D2 is internal/cluster's
 //     TestSwitchover, which cuts the primary from etcd and waits for the
@@ -96,9 +99,9 @@
 // Pass them to this package only, for example
 // go test ./internal/faultsuite -run TestEtcd -faultsuite.slow.
 // The flag -faultsuite.slow also runs the slow DCS-side variants (the sync
-// mode variants, D3, E2, and the failing C5). Without it the fast set (E5; D4, D2 failsafe,
-// D7 and H5 in async mode, on one shared cluster) runs in about four
-// minutes on two cores.
+// mode variants, D3, E2). Without it the fast set (E5; C5, D11, D4, D2
+// failsafe, D7 and H5 in async mode, on one shared cluster) runs in about
+// four minutes on two cores.
 //
 // -short skips every scenario that starts a cluster.
 //
