@@ -50,6 +50,16 @@ func (n *Node) CutDCSReplies() {
 	}
 }
 
+// ResetDCS resets (TCP RST) every open connection of the node's etcd
+// link at once, as a middlebox or a REJECT rule would; the node reconnects
+// at once. It is a one-shot fault: nothing is left to heal.
+func (n *Node) ResetDCS() {
+	n.log.Warn("DCS connections reset")
+	for _, p := range n.proxies() {
+		p.Reset()
+	}
+}
+
 // DCSDrops returns how many of the node's etcd connections DropDCS has
 // reset so far.
 func (n *Node) DCSDrops() int {

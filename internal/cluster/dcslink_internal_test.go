@@ -16,8 +16,8 @@ import (
 )
 
 // TestDCSLinkFaults drives an etcd client through a node's proxy while
-// DelayDCS, CutDCSReplies and DropDCS degrade the link, and checks that
-// HealDCS undoes each of them.
+// DelayDCS, CutDCSReplies, ResetDCS and DropDCS degrade the link, and
+// checks that HealDCS undoes each of them.
 func TestDCSLinkFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an embedded etcd")
@@ -79,6 +79,14 @@ func TestDCSLinkFaults(t *testing.T) {
 		return err
 	}), "the request reached etcd")
 	healed()
+
+	// Reset: the open connections die, the client reconnects.
+	require.NoError(t, put("v2", 5*time.Second))
+	n.ResetDCS()
+	require.NoError(t, Eventually(contextFor(t, 30*time.Second), func(ctx context.Context) error {
+		_, err := get(2 * time.Second)
+		return err
+	}), "the client reconnects after ResetDCS")
 
 	// Lossy: every chunk resets its connection.
 	require.NoError(t, n.DropDCS(1))
