@@ -49,6 +49,19 @@ func TestEtcdSync(t *testing.T) {
 	t.Run("E2", func(t *testing.T) { etcdE2(t, e) })
 }
 
+// The same in strict mode (synchronous_mode_strict: with no standby the
+// primary's commits wait). Slow: run with -faultsuite.slow.
+func TestEtcdStrict(t *testing.T) {
+	skipShort(t)
+	requireSlow(t)
+	e := newEnv(t, "strict")
+	t.Run("C5", func(t *testing.T) { etcdC5(t, e) })
+	t.Run("D4", func(t *testing.T) { etcdD4(t, e) })
+	t.Run("D7", func(t *testing.T) { etcdD7(t, e) })
+	t.Run("D11", func(t *testing.T) { etcdD11(t, e) })
+	t.Run("E2", func(t *testing.T) { etcdE2(t, e) })
+}
+
 // failoverBudget is RELIABILITY.md's failover budget at this suite's
 // timing (ttl + 2 loop + promotion, 5 s allowed for the promotion) plus an
 // etcd election, times 3 for a slow machine.
@@ -514,7 +527,7 @@ func etcdE2(t *testing.T, e *env) {
 	require.Equal(t, holder, h2, "the leader key still names %s", holder)
 	require.Equal(t, rev, rev2, "the leader key keeps %s's tenure (create revision)", holder)
 	require.Equal(t, holder, s.Name)
-	o := r.finish(expect{twoWriters: e.mode == "async", frozen: p.Name})
+	o := r.finish(expect{twoWriters: !e.sync(), frozen: p.Name})
 	limit := "no two writers"
 	if n := len(o.report.Of(history.CheckTwoWriters)) + len(o.split.Violations); n > 0 {
 		limit = fmt.Sprintf("EXPECTED FAILURE (documented frozen-agent limit, async, no watchdog): %d two-writer findings "+
@@ -522,7 +535,7 @@ func etcdE2(t *testing.T, e *env) {
 			"%d writes acknowledged by the frozen node's Postgres were lost",
 			n, len(o.report.Of(history.CheckTwoWriters)), len(o.split.Violations), o.overlap().Round(time.Millisecond),
 			o.report.Stats.MaxOverlap.Round(time.Millisecond), len(o.report.Of(history.CheckLost)))
-	} else if e.mode == "async" {
+	} else if !e.sync() {
 		limit = "no two writers witnessed (the frozen-agent limit allows them in async)"
 	}
 	t.Logf("E2 %s: injected: SIGSTOP of primary %s's agent at %s (Postgres running), %s took the leader key %s later (create revision %d), thawed at %s; "+

@@ -152,11 +152,18 @@ type env struct {
 func dynamicConfig(mode string) map[string]any {
 	d := map[string]any{"ttl": int(ttl / time.Second), "loop_wait": int(loopWait / time.Second), "retry_timeout": int(retryTimeout / time.Second),
 		"postgresql": map[string]any{"use_pg_rewind": true, "use_slots": false}}
-	if mode == "sync" {
+	switch mode {
+	case "sync":
 		d["synchronous_mode"] = true
+	case "strict":
+		d["synchronous_mode"] = true
+		d["synchronous_mode_strict"] = true
 	}
 	return d
 }
+
+// sync reports whether the env runs in synchronous mode (sync or strict).
+func (e *env) sync() bool { return e.mode != "async" }
 
 // newEnv starts the etcd cluster and the nodes, and waits until the
 // cluster is stable.
@@ -255,7 +262,7 @@ func (e *env) stable(t *testing.T) *cluster.Node {
 	t.Helper()
 	p, err := e.c.WaitStable(within(t, 3*time.Minute))
 	require.NoError(t, err)
-	if e.mode == "sync" {
+	if e.sync() {
 		require.NoError(t, cluster.Eventually(within(t, time.Minute), func(ctx context.Context) error {
 			n, err := p.QueryInt(ctx, "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')")
 			if err == nil && n == 0 {
@@ -489,7 +496,7 @@ func (r *run) finish(want expect) outcome {
 			disappeared = append(disappeared, v)
 		}
 	}
-	if r.e.mode == "sync" {
+	if r.e.sync() {
 		bad += len(rep.Of(history.CheckLost)) + len(disappeared)
 	}
 	if bad > 0 || len(rep.Of(history.CheckTwoWriters)) > 0 {
@@ -501,7 +508,7 @@ func (r *run) finish(want expect) outcome {
 		require.Empty(t, rep.Of(history.CheckTwoWriters), "two writers (server stamps)")
 		require.Empty(t, r.splitRep.Violations, "two writable primaries (split-brain checker)")
 	}
-	if r.e.mode == "sync" {
+	if r.e.sync() {
 		require.Empty(t, rep.Of(history.CheckLost), "sync mode: lost acknowledged writes")
 		require.Empty(t, disappeared, "sync mode: values seen and then gone (other than indeterminate writes)")
 	}
