@@ -17,8 +17,14 @@ import (
 func (n *Node) keepLease(ctx context.Context) {
 	for ctx.Err() == nil {
 		n.mu.Lock()
-		tm, leading, deadline := n.tm, n.leading, n.leadUntilLocked()
+		tm, leading, deadline, abandon := n.tm, n.leading, n.leadUntilLocked(), n.abandonLease && !n.leading
 		n.mu.Unlock()
+		if abandon {
+			if !n.abandonFencedLease(ctx, tm) {
+				return
+			}
+			continue
+		}
 
 		// A renewal must not outlive the fence: bound it by the time left.
 		timeout := max(tm.retry, time.Second)
@@ -119,7 +125,7 @@ func (n *Node) armFenceLocked() {
 func (n *Node) becomeLeader(l dcs.Lease) {
 	n.mu.Lock()
 	n.lease, n.leaseOK, n.leaseErr = l, n.clock.Now(), nil
-	n.leading, n.deadline, n.fenced = true, l.Deadline(), false
+	n.leading, n.deadline, n.fenced, n.abandonLease = true, l.Deadline(), false, false
 	n.armFenceLocked()
 	n.mu.Unlock()
 	n.poke(n.renewCh)
@@ -211,16 +217,26 @@ func (n *Node) fencer(ctx context.Context) {
 			n.fenced = true
 			n.events.fences.Add(1)
 			n.mu.Unlock()
+			stopped := true
 			if _, running := n.pg.Running(); running {
 				n.log.Error("fencing: stopping postgres immediately", "reason", why)
 				role := n.roleNow()
 				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				if err := n.pg.Stop(sctx, pg.StopImmediate); err != nil && !errors.Is(err, pg.ErrNotRunning) {
 					n.log.Error("fencing: stop failed", "error", err)
+					stopped = false
 				} else if err == nil {
 					n.postgresStopped(role, true)
 				}
 				cancel()
+			}
+			if stopped {
+				// Postgres no longer writes: the tenure's leader key may go
+				// now, and must not be kept alive by this node's renewals.
+				n.mu.Lock()
+				n.abandonLease = true
+				n.mu.Unlock()
+				n.poke(n.renewCh)
 			}
 			n.poke(n.wake)
 		}
@@ -243,4 +259,44 @@ func (n *Node) dcsReachable() bool {
 		return !n.leaseOK.IsZero()
 	}
 	return n.clock.Since(n.leaseOK) < n.tm.renew+n.tm.retry
+}
+
+// abandonFencedLease revokes the lease a fenced tenure ran on (Resign: the
+// member key goes with it, and the leader key if it is still there) and
+// reports whether the keeper should go on. Until the revocation is known
+// to have happened it is retried and nothing is renewed: a renewal that
+// reached etcd while its answer was lost would keep the fenced tenure's
+// leader key alive with no primary behind it. The next KeepAlive grants a
+// new lease and the loop publishes the member key again.
+func (n *Node) abandonFencedLease(ctx context.Context, tm timing) bool {
+	rctx, cancel := context.WithTimeout(ctx, max(tm.retry, time.Second))
+	err := n.store.Resign(rctx)
+	cancel()
+	if ctx.Err() != nil {
+		return false
+	}
+	next := time.Duration(0)
+	if err == nil || errors.Is(err, dcs.ErrSessionExpired) {
+		n.mu.Lock()
+		n.abandonLease = false
+		n.mu.Unlock()
+		n.log.Info("revoked the lease of the fenced tenure: its leader key cannot outlive the fence")
+		n.poke(n.wake)
+	} else {
+		n.log.Warn("revoking the lease of the fenced tenure failed; retrying before any renewal", "error", err)
+		next = min(tm.renew, 250*time.Millisecond)
+	}
+	if next == 0 {
+		return true
+	}
+	t := n.clock.NewTimer(next)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	case <-t.C():
+	case <-n.renewCh:
+		t.Stop()
+	}
+	return true
 }

@@ -76,6 +76,11 @@ type Node struct {
 	fenceTimer   clock.Timer
 	leaderCancel context.CancelFunc
 	fenced       bool // the fence stopped Postgres since the last decision
+	// abandonLease: the fence ended a tenure whose leader key may still be
+	// on the node's lease; the keeper revokes that lease (Resign) before it
+	// renews anything, so renewals that reach the DCS while their replies
+	// do not (a one-way cut) cannot keep an orphan leader key alive.
+	abandonLease bool
 	// failsafeUntil: every member acknowledged this primary (failsafe
 	// mode, DCS out of reach); it leads until then as if its lease ran.
 	failsafeUntil time.Time

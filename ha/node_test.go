@@ -438,6 +438,34 @@ func TestLeaderPartitionFencesBeforePromotion(t *testing.T) {
 	})
 }
 
+// Once the fence has stopped Postgres, the node revokes the lease the
+// fenced tenure ran on before it renews anything: the leader key goes at
+// once when the DCS answers again, instead of being kept alive by the
+// member key's renewals (which share its lease) with no primary behind it.
+// (With etcd, renewals whose replies are lost reach etcd: the fault suite's
+// TestEtcdLink/E1 shows the orphan key this prevents.)
+func TestFencedTenureLeaseIsRevoked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newFakeCluster(t, names3, nil).start()
+		kw := c.watchLeaderKey()
+		old := c.waitStable(time.Minute)
+		cut := len(c.world.Events())
+		c.srv.Partition(old.name)
+		cutAt := time.Now()
+		deadline := old.node.Status().LeaseDeadline
+		c.waitFor(2*time.Minute, "the old leader fenced", func() bool {
+			return eventIndex(c.world.Events(), cut, old.name, fakepg.OpStop, "immediate") >= 0
+		})
+		require.True(t, time.Now().Before(deadline), "fenced before the lease deadline")
+		c.srv.Heal(old.name) // the DCS answers again before the lease ran out
+		c.waitFor(time.Minute, "the leader key deleted", func() bool { _, ok := kw.firstDeleteAfter(cutAt); return ok })
+		gone, _ := kw.firstDeleteAfter(cutAt)
+		require.True(t, gone.Before(deadline), "the fenced tenure's key was revoked at %s, before its lease would have expired at %s", gone, deadline)
+		c.waitStable(3 * time.Minute)
+		c.requireNoSplitBrain()
+	})
+}
+
 // The fence does not depend on the loop: with the loop stuck in a slow
 // Postgres query, a renewal that finds the leader key taken over stops
 // Postgres at once, long before the lease deadline.
