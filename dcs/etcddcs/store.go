@@ -15,6 +15,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/pgha/pgha/dcs"
 )
@@ -121,8 +123,17 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialKeepAliveTime:    10 * time.Second,
 			DialKeepAliveTimeout: reqTimeout,
 			PermitWithoutStream:  true,
-			Context:              context.WithoutCancel(ctx),
-			Logger:               zap.NewNop(),
+			// gRPC waits 1 s after a connection fails before it redials,
+			// growing to 2 min: on a lossy link (connections reset at
+			// random) every member's connection could sit in that backoff
+			// while a renewal is due. Redial quickly, at most a request
+			// timeout apart.
+			DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reqTimeout},
+				MinConnectTimeout: reqTimeout,
+			})},
+			Context: context.WithoutCancel(ctx),
+			Logger:  zap.NewNop(),
 		})
 		if err != nil {
 			if isAuth(err) {

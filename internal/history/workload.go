@@ -101,7 +101,7 @@ func validIdent(s string) bool {
 }
 
 // Setup creates the table on the primary (the ConnString server), if it
-// does not exist.
+// does not exist, and fails if it holds rows (a table left by another run).
 func (w Workload) Setup(ctx context.Context) error {
 	if err := w.defaults(); err != nil {
 		return err
@@ -115,6 +115,15 @@ func (w Workload) Setup(ctx context.Context) error {
 		" (id bigint PRIMARY KEY, process int NOT NULL, node text, port int NOT NULL, timeline bigint NOT NULL, lsn pg_lsn NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
 	if err != nil {
 		return fmt.Errorf("history: setup: %w", err)
+	}
+	// A table left by an earlier run would make ids (from 1 again) collide
+	// and its rows look like unexpected values.
+	var used bool
+	if err := cn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+w.Table+")").Scan(&used); err != nil {
+		return fmt.Errorf("history: setup: %w", err)
+	}
+	if used {
+		return fmt.Errorf("history: setup: table %s already holds rows: each run needs a table of its own", w.Table)
 	}
 	return nil
 }
