@@ -262,15 +262,8 @@ func requireHeld(t *testing.T, c net.Conn, r *bufio.Reader, what string) {
 
 func TestPauseTxIsOneWay(t *testing.T) {
 	t.Parallel()
-	addr, srv := tapServer(t)
-	p, err := faultproxy.New(addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, p.Close()) })
-	c, r := dial(t, p)
-	_, err = c.Write([]byte("hello\n"))
-	require.NoError(t, err)
-	s, sr := accepted(t, srv)
-	require.Equal(t, "hello\n", readLine(t, s, sr))
+	p, c, r, s, sr, _ := tappedLink(t)
+	var err error
 
 	p.PauseTx()
 	_, err = c.Write([]byte("up\n"))
@@ -286,15 +279,8 @@ func TestPauseTxIsOneWay(t *testing.T) {
 
 func TestPauseRxIsOneWay(t *testing.T) {
 	t.Parallel()
-	addr, srv := tapServer(t)
-	p, err := faultproxy.New(addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, p.Close()) })
-	c, r := dial(t, p)
-	_, err = c.Write([]byte("hello\n"))
-	require.NoError(t, err)
-	s, sr := accepted(t, srv)
-	require.Equal(t, "hello\n", readLine(t, s, sr))
+	p, c, r, s, sr, srv := tappedLink(t)
+	var err error
 
 	p.PauseRx()
 	_, err = s.Write([]byte("reply-1\n"))
@@ -396,15 +382,8 @@ func requireReset(t *testing.T, c net.Conn, r *bufio.Reader) {
 
 func TestResetSendsRST(t *testing.T) {
 	t.Parallel()
-	addr, srv := tapServer(t)
-	p, err := faultproxy.New(addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, p.Close()) })
-	c, r := dial(t, p)
-	_, err = c.Write([]byte("hello\n"))
-	require.NoError(t, err)
-	s, sr := accepted(t, srv)
-	require.Equal(t, "hello\n", readLine(t, s, sr))
+	p, c, r, s, sr, srv := tappedLink(t)
+	var err error
 
 	p.Reset()
 	requireReset(t, c, r)
@@ -549,4 +528,21 @@ func ExampleProxy_Delay() {
 	// Output:
 	// "ping\n" <nil>
 	// faultproxy: drop probability 2 is not in [0, 1]
+}
+
+// tappedLink opens a proxy to a tap server and one connection through it,
+// checked with a first line each way: the proxy, the client's side, the
+// target's side and the tap server (for later connections).
+func tappedLink(t *testing.T) (*faultproxy.Proxy, net.Conn, *bufio.Reader, net.Conn, *bufio.Reader, <-chan net.Conn) {
+	t.Helper()
+	addr, srv := tapServer(t)
+	p, err := faultproxy.New(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	c, r := dial(t, p)
+	_, err = c.Write([]byte("hello\n"))
+	require.NoError(t, err)
+	s, sr := accepted(t, srv)
+	require.Equal(t, "hello\n", readLine(t, s, sr))
+	return p, c, r, s, sr, srv
 }

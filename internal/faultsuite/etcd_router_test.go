@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgha/pgha/dcs/etcddcs"
@@ -130,24 +129,7 @@ func etcdD11(t *testing.T, e *env) {
 				nextID++
 				id := nextID
 				idMu.Unlock()
-				op := history.Op{Process: process, Kind: history.Write, Value: id, Invoke: r.h.Since()}
-				octx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				var lsn string
-				_, err := d.router.Write(octx, func(tx pgx.Tx) error {
-					return tx.QueryRow(octx, fmt.Sprintf(wlInsert, r.w.Table), id, process).Scan(&op.Stamp.Port, &op.Stamp.Timeline, &lsn)
-				})
-				cancel()
-				op.Complete = r.h.Since()
-				switch {
-				case err == nil:
-					op.Result = history.OK
-					op.Stamp.Node = e.names[op.Stamp.Port]
-					op.Stamp.LSN, _ = history.ParseLSN(lsn)
-				case errors.Is(err, routing.ErrAmbiguousCommit), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-					op.Result, op.Err, op.Stamp = history.Info, err.Error(), history.Stamp{}
-				default:
-					op.Result, op.Err, op.Stamp = history.Fail, err.Error(), history.Stamp{}
-				}
+				op, _, err := routerWriteOp(ctx, d.router, r.h, r.w.Table, e.names, process, id, 2*time.Second)
 				if ctx.Err() != nil && op.Result != history.OK {
 					return
 				}

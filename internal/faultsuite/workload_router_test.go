@@ -88,25 +88,7 @@ func TestWorkloadRouter(t *testing.T) {
 			ctx := s.extraCtx
 			process := s.h.NewProcess()
 			for ctx.Err() == nil {
-				id := s.extraID.Add(1)
-				op := history.Op{Process: process, Kind: history.Write, Value: id, Invoke: s.h.Since()}
-				octx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				var lsn string
-				token, err := router.Write(octx, func(tx pgx.Tx) error {
-					return tx.QueryRow(octx, fmt.Sprintf(wlInsert, s.w.Table), id, process).Scan(&op.Stamp.Port, &op.Stamp.Timeline, &lsn)
-				})
-				cancel()
-				op.Complete = s.h.Since()
-				switch {
-				case err == nil:
-					op.Result = history.OK
-					op.Stamp.Node = e.names[op.Stamp.Port]
-					op.Stamp.LSN, _ = history.ParseLSN(lsn)
-				case errors.Is(err, routing.ErrAmbiguousCommit), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-					op.Result, op.Err, op.Stamp = history.Info, err.Error(), history.Stamp{}
-				default:
-					op.Result, op.Err, op.Stamp = history.Fail, err.Error(), history.Stamp{}
-				}
+				op, token, err := routerWriteOp(ctx, router, s.h, s.w.Table, e.names, process, s.extraID.Add(1), 5*time.Second)
 				if ctx.Err() != nil && op.Result != history.OK {
 					return
 				}
@@ -119,7 +101,7 @@ func TestWorkloadRouter(t *testing.T) {
 					continue
 				}
 				rop := history.Op{Process: process, Kind: history.ReplicaRead, Invoke: s.h.Since()}
-				octx, cancel = context.WithTimeout(ctx, 5*time.Second)
+				octx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				var inRecovery bool
 				err = router.Read(octx, routing.ReadOptions{After: token}, func(tx pgx.Tx) error {
 					return tx.QueryRow(octx, "SELECT pg_is_in_recovery(), inet_server_port(), COALESCE(array_agg(id ORDER BY id), '{}') FROM "+s.w.Table).
@@ -138,10 +120,10 @@ func TestWorkloadRouter(t *testing.T) {
 				s.h.Add(rop)
 				ryw.Lock()
 				ryw.checked++
-				if _, found := slices.BinarySearch(rop.Values, id); !found {
+				if _, found := slices.BinarySearch(rop.Values, op.Value); !found {
 					ryw.missing++
 					if len(ryw.examples) < 5 {
-						ryw.examples = append(ryw.examples, fmt.Sprintf("id %d written on %s at %s, read on %s with token %s did not see it", id, op.Stamp.Node, lsn, rop.Stamp.Node, token))
+						ryw.examples = append(ryw.examples, fmt.Sprintf("id %d written on %s at %X, read on %s with token %s did not see it", op.Value, op.Stamp.Node, op.Stamp.LSN, rop.Stamp.Node, token))
 					}
 				}
 				ryw.Unlock()
@@ -292,4 +274,31 @@ func TestWorkloadRouter(t *testing.T) {
 	t.Logf("K2 async: injected the same B4 and F1 under 2 router clients running two-statement bank transfers; verified: %d transfers acknowledged "+
 		"(%d failed, %d ambiguous), %d consistent reads (replica and primary) all saw the total %d over %d accounts, and every node holds it at the end",
 		transfers.Load(), transferFails.Load(), transferAmbiguous.Load(), bankReads, accounts*initial, accounts)
+}
+
+// routerWriteOp inserts id into table through the router (one Write,
+// bounded by timeout) and returns the history op it makes, with the
+// server's stamp when acknowledged: an ambiguous commit or a timeout is
+// indeterminate, other errors a failure. The caller adds it to h.
+func routerWriteOp(ctx context.Context, router *routing.Router, h *history.History, table string, names map[int]string,
+	process int, id int64, timeout time.Duration) (history.Op, routing.LSN, error) {
+	op := history.Op{Process: process, Kind: history.Write, Value: id, Invoke: h.Since()}
+	octx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var lsn string
+	token, err := router.Write(octx, func(tx pgx.Tx) error {
+		return tx.QueryRow(octx, fmt.Sprintf(wlInsert, table), id, process).Scan(&op.Stamp.Port, &op.Stamp.Timeline, &lsn)
+	})
+	op.Complete = h.Since()
+	switch {
+	case err == nil:
+		op.Result = history.OK
+		op.Stamp.Node = names[op.Stamp.Port]
+		op.Stamp.LSN, _ = history.ParseLSN(lsn)
+	case errors.Is(err, routing.ErrAmbiguousCommit), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		op.Result, op.Err, op.Stamp = history.Info, err.Error(), history.Stamp{}
+	default:
+		op.Result, op.Err, op.Stamp = history.Fail, err.Error(), history.Stamp{}
+	}
+	return op, token, err
 }
