@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"time"
 
@@ -172,21 +173,20 @@ func (n *Node) demote(ctx context.Context, d failover.Decision, c *dcs.Cluster) 
 
 // demoteGraceful is the switchover: checkpoint, stop fast, wait until the
 // candidate has the shutdown checkpoint, release the key with the final LSN
-// in /status, and follow the candidate.
+// in /status, and follow the candidate. When the Postgres can tell (see
+// stopForSwitchover), the key is released as soon as the shutdown
+// checkpoint is written, while the postmaster still finishes its exit.
 func (n *Node) demoteGraceful(ctx context.Context, d failover.Decision, c *dcs.Cluster) {
 	if err := n.pg.Checkpoint(ctx); err != nil {
 		n.log.Warn("switchover: checkpoint failed", "error", err)
 	}
-	if err := n.stopIfRunning(ctx, pg.StopFast); err != nil {
+	stopped, final, err := n.stopForSwitchover(ctx)
+	if err != nil {
 		n.log.Error("switchover: stop failed; staying primary", "error", err)
 		return
 	}
 	n.pgState = failover.StateStopped
 	n.endLeadership("switchover")
-	var final int64
-	if st, err := n.pg.Status(ctx); err == nil && st.Control != nil {
-		final = int64(st.Control.CheckpointLSN)
-	}
 	// Wait (bounded) until a candidate received the shutdown checkpoint, so
 	// it can win the race with no lag and nothing is lost.
 	deadline := n.clock.Now().Add(max(n.dyn.LoopWait, 5*time.Second))
@@ -202,11 +202,69 @@ func (n *Node) demoteGraceful(ctx context.Context, d failover.Decision, c *dcs.C
 	n.setRole(dcs.RoleDemoted)
 	up, hasUp := n.optionalUpstream(c, d.Target)
 	n.startAsync(ctx, failover.ActionDemote, failover.StateStarting, func(ctx context.Context) error {
+		if err := <-stopped; err != nil {
+			return fmt.Errorf("switchover: stopping the old primary: %w", err)
+		}
 		if err := n.configureStandby(ctx, up, hasUp); err != nil {
 			return err
 		}
 		return n.pg.Start(ctx)
 	})
+}
+
+// shutdownProber is a Postgres that tells, while a stop is under way,
+// whether the shutdown checkpoint is written (*pg.Instance does).
+type shutdownProber interface {
+	ShutdownCheckpoint() (pg.LSN, bool, error)
+}
+
+// stopForSwitchover stops Postgres (fast) for a switchover and returns the
+// location of its shutdown checkpoint, and a channel that yields the stop's
+// result once the postmaster has exited. It returns when the stop has
+// finished, or earlier, as soon as the shutdown checkpoint is written: the
+// server then accepts no connection and has written its last WAL record,
+// and what remains (WAL senders waiting for their standbys to confirm it,
+// the postmaster's exit) takes as long again on a busy machine, time the
+// candidate can spend promoting. The watchdog is disabled then: this
+// Postgres can no longer write.
+func (n *Node) stopForSwitchover(ctx context.Context) (<-chan error, int64, error) {
+	done := make(chan error, 1)
+	sp, ok := n.pg.(shutdownProber)
+	if !ok {
+		if err := n.stopIfRunning(ctx, pg.StopFast); err != nil {
+			return nil, 0, err
+		}
+		done <- nil
+		return done, n.stoppedCheckpoint(ctx), nil
+	}
+	go func() { done <- n.stopIfRunning(ctx, pg.StopFast) }()
+	for {
+		tick := n.clock.NewTimer(10 * time.Millisecond)
+		select {
+		case err := <-done:
+			tick.Stop()
+			if err != nil {
+				return nil, 0, err
+			}
+			done <- nil
+			return done, n.stoppedCheckpoint(ctx), nil
+		case <-tick.C():
+			if lsn, written, err := sp.ShutdownCheckpoint(); err == nil && written {
+				_ = n.wd.Disable()
+				n.log.Info("switchover: shutdown checkpoint written; the postmaster is finishing its exit", "lsn", lsn.String())
+				return done, int64(lsn), nil
+			}
+		}
+	}
+}
+
+// stoppedCheckpoint is the last checkpoint of a stopped Postgres (0 when
+// unknown).
+func (n *Node) stoppedCheckpoint(ctx context.Context) int64 {
+	if st, err := n.pg.Status(ctx); err == nil && st.Control != nil {
+		return int64(st.Control.CheckpointLSN)
+	}
+	return 0
 }
 
 // candidateCaughtUp probes the candidate (or every member when target is
