@@ -274,23 +274,32 @@ func (e *env) stable(t *testing.T) *cluster.Node {
 			// /sync too (a linearizable read, not a watch cache that a
 			// paused etcd member may hold back): only a standby it names
 			// may be promoted.
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			resp, err := e.c.Etcd().Get(rctx, e.c.Path().Key(dcs.KeySync))
-			if err != nil {
-				return err
-			}
-			var st struct {
-				Leader      string  `json:"leader"`
-				SyncStandby *string `json:"sync_standby"`
-			}
-			if len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &st) != nil || st.Leader != p.Name || st.SyncStandby == nil || *st.SyncStandby == "" {
-				return fmt.Errorf("/sync does not name a standby of %s yet", p.Name)
-			}
-			return nil
+			return dcsSyncNamesStandby(ctx, e.c, p.Name)
 		}))
 	}
 	return p
+}
+
+// dcsSyncNamesStandby reads /sync linearizably (from etcd, not from a watch
+// cache) and fails unless it names leader and at least one standby: until
+// then, in synchronous mode, no standby may be promoted (the primary may
+// have acknowledged commits while it ran alone), so a fault that needs a
+// failover must wait for it.
+func dcsSyncNamesStandby(ctx context.Context, c *cluster.Cluster, leader string) error {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := c.Etcd().Get(rctx, c.Path().Key(dcs.KeySync))
+	if err != nil {
+		return err
+	}
+	var st struct {
+		Leader      string  `json:"leader"`
+		SyncStandby *string `json:"sync_standby"`
+	}
+	if len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &st) != nil || st.Leader != leader || st.SyncStandby == nil || *st.SyncStandby == "" {
+		return fmt.Errorf("/sync does not name a standby of %s yet", leader)
+	}
+	return nil
 }
 
 // begin waits for a stable cluster (and a synchronous standby in sync
