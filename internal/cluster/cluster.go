@@ -100,6 +100,10 @@ type Options struct {
 	// kills the node's Postgres and agent when the keepalives stop: see
 	// fencer.go). Processes only.
 	Watchdog *WatchdogOptions
+	// NodeTmpfsSize, when > 0, puts each node's data directory on a
+	// size-limited tmpfs of its own, of that many bytes (see diskfull.go:
+	// Node.FillDisk, Node.FreeDisk). Needs root. 0: off.
+	NodeTmpfsSize int64
 }
 
 // DefaultDynamic is the dynamic configuration a cluster gets when
@@ -242,6 +246,12 @@ func (c *Cluster) newNode(name string, bootstrap bool) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	dataDir := filepath.Join(dir, "data")
+	if c.opts.NodeTmpfsSize > 0 {
+		if dataDir, err = c.mountNodeDisk(dir); err != nil {
+			return nil, err
+		}
+	}
 	proxies, err := c.newProxies()
 	if err != nil {
 		return nil, err
@@ -250,7 +260,7 @@ func (c *Cluster) newNode(name string, bootstrap bool) (*Node, error) {
 	spec := noderun.Spec{
 		Name: name, Scope: c.path.Scope, Namespace: c.path.Namespace,
 		Endpoints: proxyURLs(proxies),
-		BinDir:    c.opts.BinDir, DataDir: filepath.Join(dir, "data"), SocketDir: filepath.Join(dir, "run"),
+		BinDir:    c.opts.BinDir, DataDir: dataDir, SocketDir: filepath.Join(dir, "run"),
 		Port:        pgPort,
 		Superuser:   pg.Credentials{Username: "postgres", Password: SuperuserPassword},
 		Replication: pg.Credentials{Username: "replicator", Password: ReplicationPassword},
@@ -302,6 +312,9 @@ func (c *Cluster) Close() error {
 		}
 		if c.etcd != nil {
 			c.etcd.Stop()
+		}
+		if err := c.unmountNodeDisks(); err != nil {
+			c.closeErr = errors.Join(c.closeErr, err)
 		}
 		if c.ownDir {
 			if err := os.RemoveAll(c.dir); err != nil {
