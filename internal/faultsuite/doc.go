@@ -51,6 +51,17 @@
 //     operator's key, not fenced by design.
 //   - H5: an old primary cold-started while etcd is unreachable does not
 //     start as a writable primary; it rejoins once etcd is back.
+//   - D9 and E1 (TestEtcdLink, slow): the primary's etcd link delayed
+//     (75±50 ms each way: no demotion, same tenure) and then lossy
+//     (connections reset at random: a conservative demotion is allowed, no
+//     two writers); and a one-way cut, requests reaching etcd but replies
+//     held: the primary fences by its deadline, a replica takes over, and
+//     the fenced node does not keep the leader key alive by renewing its
+//     lease (it found that bug: fixed in ha, the fenced tenure's lease is
+//     revoked).
+//
+// TestEtcdSync and TestEtcdStrict (slow) run C5, D4, D7 and E2 (and D11 in
+// strict mode) with synchronous_mode and synchronous_mode_strict.
 //
 // # Workload-side scenarios (workload_*_test.go)
 //
