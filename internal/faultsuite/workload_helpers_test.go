@@ -517,7 +517,9 @@ func wlSignal(pids []int, sig syscall.Signal) {
 // wlRewinds counts the pg_rewind runs in n's log so far.
 func wlRewinds(n *cluster.Node) int {
 	b, _ := os.ReadFile(n.LogFile())
-	return strings.Count(string(b), "running pg_rewind")
+	// The agent logs "running pg_rewind from <leader>" and package pg
+	// "running pg_rewind: ..." for the same run: count the agent's.
+	return strings.Count(string(b), "running pg_rewind from ")
 }
 
 // wlWaitLeaderChange waits until the leader key names a node other than p
