@@ -295,6 +295,10 @@ func wlI1(t *testing.T, e *wlEnv) {
 	steps, stepDesc := wlSyncSteps(e.c, marks)
 	panics := wlPostgresLogCount(p, "PANIC") - panics0
 	actions := wlActions(p, marks)
+	var rewinds []string
+	for _, n := range e.c.Nodes() {
+		rewinds = append(rewinds, fmt.Sprintf("%s×%d", n.Name, wlCountLines(n, marks, "action=rewind")))
+	}
 	leader, err := e.c.Leader(wlWithin(t, 10*time.Second))
 	require.NoError(t, err)
 	t.Logf("I1 observed with the disk full (%s): pump wrote %d MiB, ended by %v; %d PANIC lines in %s's Postgres log; %s's actions: %s; leader key %q; failover: %v; sync steps: %d (%s)",
@@ -321,10 +325,10 @@ func wlI1(t *testing.T, e *wlEnv) {
 		}
 	}
 	t.Logf("I1 sync: injected FillDisk on primary %s (512 MiB tmpfs, %d MiB left, < one WAL segment) with a WAL pump (%d MiB written; it ended with: %v), "+
-		"%d PANIC lines in its Postgres log; %s; %d sync-planner steps with the disk full (%s); disk freed after %s; "+
+		"%d PANIC lines in its Postgres log; %s; %d sync-planner steps with the disk full (%s); pg_rewind runs with the disk full: %s (known bug, see I2StaleRestartpoint); disk freed after %s; "+
 		"verified: failover only to the sync standby or none, no sync-state loop (<= %d steps), no acknowledged write lost, no two writers, recovery and %s; "+
 		"measured: %s, longest write outage %s",
-		p.Name, wlDiskLeave>>20, pumped>>20, pumpErr, panics, outcome, steps, stepDesc, (healAt - at).Round(time.Millisecond),
+		p.Name, wlDiskLeave>>20, pumped>>20, pumpErr, panics, outcome, steps, stepDesc, strings.Join(rewinds, " "), (healAt - at).Round(time.Millisecond),
 		wlMaxSyncSteps, o.summary(), measured, gap.Round(time.Millisecond))
 }
 
