@@ -163,7 +163,7 @@ func (n *Node) FillDisk(leave int64) error {
 	}
 	buf := make([]byte, 1<<20)
 	for i := range buf {
-		buf[i] = 0xa5 // not zeros: a tmpfs stores what is written either way, but keep it honest
+		buf[i] = 0xa5 // any bytes: a tmpfs allocates a page for each one written
 	}
 	for {
 		free, err := n.DiskFree()

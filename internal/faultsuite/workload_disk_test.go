@@ -55,10 +55,9 @@ func TestWorkloadDisk(t *testing.T) {
 	t.Run("I2", func(t *testing.T) { wlI2(t, e, false) })
 }
 
-// wlPump writes WAL on n (1 MiB logical messages, non-transactional: no
-// heap, no commit to wait for) until stop is called, an error occurs or
-// wlPumpMax bytes were written. It returns the bytes written and the
-// error that ended it.
+// wlPump writes WAL on a node (1 MiB logical messages, non-transactional:
+// no heap, no commit to wait for) until stop is called, an error occurs or
+// wlPumpMax bytes were written (wlStartPump starts one).
 type wlPump struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
