@@ -49,8 +49,8 @@ func TestWorkloadDisk(t *testing.T) {
 		t.Skip("pgha bug (stale replica timeline): a replica with no WAL receiver reports the timeline of its last restartpoint " +
 			"(pg/status.go), so after a failover, until its next restartpoint, it looks behind the leader's timeline: the decider " +
 			"triggers a divergence check, finds its replay position past the switch point and runs pg_rewind on a healthy replica " +
-			"(once per lost WAL receiver; in a loop while a full disk keeps the receiver down; and in a loop after any pg_rewind, "+
-			"whose pg_control checkpoint is the last common one on the old timeline: the restarted standby is observed before its "+
+			"(once per lost WAL receiver; in a loop while a full disk keeps the receiver down; and in a loop after any pg_rewind, " +
+			"whose pg_control checkpoint is the last common one on the old timeline: the restarted standby is observed before its " +
 			"WAL receiver connects and is rewound again, 17-25 times in 15 s on I1's old primary, up to 19 on a healthy async replica)")
 		wlI2(t, e, true)
 	})
