@@ -104,6 +104,11 @@ type Options struct {
 	// size-limited tmpfs of its own, of that many bytes (see diskfull.go:
 	// Node.FillDisk, Node.FreeDisk). Needs root. 0: off.
 	NodeTmpfsSize int64
+	// PostgresIngress puts a fault proxy in front of each node's Postgres
+	// and publishes it as the node's conn_url (Node.PostgresIngress):
+	// replication, pg_rewind, clones and routers reach the node through
+	// it, while the harness and the history workload use the direct port.
+	PostgresIngress bool
 }
 
 // DefaultDynamic is the dynamic configuration a cluster gets when
@@ -276,6 +281,11 @@ func (c *Cluster) newNode(name string, bootstrap bool) (*Node, error) {
 		spec.FreezeArmFile = filepath.Join(dir, "freeze-arm")
 	}
 	n := &Node{c: c, Name: name, spec: spec, dir: dir, proxy: proxy, more: proxies[1:], log: c.opts.Logger.Named(name)}
+	if c.opts.PostgresIngress {
+		if err := n.newIngress(); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.newFencer(c.opts.Watchdog); err != nil {
 		return nil, err
 	}

@@ -78,11 +78,17 @@ func (n *Node) resumeProxies() {
 	for _, p := range n.proxies() {
 		p.Resume()
 	}
+	if n.ingress != nil {
+		n.ingress.Heal()
+	}
 }
 
 func (n *Node) closeProxies() {
 	for _, p := range n.proxies() {
 		_ = p.Close()
+	}
+	if n.ingress != nil {
+		_ = n.ingress.Close()
 	}
 }
 

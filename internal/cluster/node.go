@@ -48,7 +48,9 @@ type Node struct {
 	dir   string
 	proxy *faultproxy.Proxy
 	more  []*faultproxy.Proxy // to the other etcd members (Options.EtcdEndpoints)
-	log   hclog.Logger
+	// ingress is the proxy in front of Postgres (Options.PostgresIngress).
+	ingress *faultproxy.Proxy
+	log     hclog.Logger
 
 	mu      sync.Mutex
 	done    chan struct{} // closed when the current run ended; nil before the first Start

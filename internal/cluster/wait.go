@@ -128,7 +128,7 @@ func (c *Cluster) stable(ctx context.Context) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: %s: %w", n.Name, err)
 		}
-		if up != p.Port() {
+		if !p.servesPort(up) {
 			return nil, fmt.Errorf("cluster: %s streams from port %d, not from %s (port %d)", n.Name, up, p.Name, p.Port())
 		}
 	}

@@ -280,24 +280,40 @@ func (e *env) stable(t *testing.T) *cluster.Node {
 	return p
 }
 
-// dcsSyncNamesStandby reads /sync linearizably (from etcd, not from a watch
-// cache) and fails unless it names leader and at least one standby: until
-// then, in synchronous mode, no standby may be promoted (the primary may
-// have acknowledged commits while it ran alone), so a fault that needs a
-// failover must wait for it.
-func dcsSyncNamesStandby(ctx context.Context, c *cluster.Cluster, leader string) error {
+// dcsSync reads /sync linearizably (from etcd, not from a watch cache):
+// its leader and standbys ("" and nil when the key is absent).
+func dcsSync(ctx context.Context, c *cluster.Cluster) (string, []string, error) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	resp, err := c.Etcd().Get(rctx, c.Path().Key(dcs.KeySync))
-	if err != nil {
-		return err
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", nil, err
 	}
 	var st struct {
 		Leader      string  `json:"leader"`
 		SyncStandby *string `json:"sync_standby"`
 	}
-	if len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &st) != nil || st.Leader != leader || st.SyncStandby == nil || *st.SyncStandby == "" {
-		return fmt.Errorf("/sync does not name a standby of %s yet", leader)
+	if err := json.Unmarshal(resp.Kvs[0].Value, &st); err != nil {
+		return "", nil, fmt.Errorf("/sync: %w", err)
+	}
+	var standbys []string
+	if st.SyncStandby != nil && *st.SyncStandby != "" {
+		standbys = strings.Split(*st.SyncStandby, ",")
+	}
+	return st.Leader, standbys, nil
+}
+
+// dcsSyncNamesStandby fails unless /sync names leader and at least one
+// standby: until then, in synchronous mode, no standby may be promoted
+// (the primary may have acknowledged commits while it ran alone), so a
+// fault that needs a failover must wait for it.
+func dcsSyncNamesStandby(ctx context.Context, c *cluster.Cluster, leader string) error {
+	l, standbys, err := dcsSync(ctx, c)
+	if err != nil {
+		return err
+	}
+	if l != leader || len(standbys) == 0 {
+		return fmt.Errorf("/sync does not name a standby of %s yet (leader %q, standbys %v)", leader, l, standbys)
 	}
 	return nil
 }

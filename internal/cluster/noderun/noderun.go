@@ -53,6 +53,9 @@ type Spec struct {
 	// port on 127.0.0.1.
 	DataDir, SocketDir string
 	Port               int
+	// ConnectAddress is the host:port other members and clients are told
+	// to reach Postgres at (conn_url); "" is 127.0.0.1:Port.
+	ConnectAddress string
 	// Superuser, Replication and Rewind are the roles and passwords.
 	Superuser, Replication, Rewind pg.Credentials
 	// APIAddr is the host:port the REST API listens on.
@@ -100,7 +103,7 @@ func (s Spec) Args() ([]string, error) {
 		"-name", s.Name, "-scope", s.Scope, "-namespace", s.Namespace,
 		"-etcd", strings.Join(s.Endpoints, ","),
 		"-pg-bin", s.BinDir, "-pg-data", s.DataDir, "-pg-socket-dir", s.SocketDir,
-		"-pg-port", strconv.Itoa(s.Port),
+		"-pg-port", strconv.Itoa(s.Port), "-pg-connect-address", s.ConnectAddress,
 		"-superuser", s.Superuser.Username, "-replication-user", s.Replication.Username,
 		"-rewind-user", s.Rewind.Username,
 		"-api", s.APIAddr,
@@ -137,6 +140,7 @@ func Parse(args []string, getenv func(string) string) (Spec, error) {
 	fs.StringVar(&s.DataDir, "pg-data", "", "data directory")
 	fs.StringVar(&s.SocketDir, "pg-socket-dir", "", "unix socket directory")
 	fs.IntVar(&s.Port, "pg-port", 5432, "PostgreSQL port")
+	fs.StringVar(&s.ConnectAddress, "pg-connect-address", "", "host:port published in conn_url (default 127.0.0.1:pg-port)")
 	fs.StringVar(&s.Superuser.Username, "superuser", "postgres", "superuser role")
 	fs.StringVar(&s.Replication.Username, "replication-user", "replicator", "replication role")
 	fs.StringVar(&s.Rewind.Username, "rewind-user", "", "pg_rewind role (default: the superuser)")
@@ -176,15 +180,16 @@ func Parse(args []string, getenv func(string) string) (Spec, error) {
 // the local socket (as package pgtest configures its instances).
 func (s Spec) PGConfig(logger hclog.Logger) pg.Config {
 	return pg.Config{
-		Name:        s.Name,
-		ClusterName: s.Scope,
-		DataDir:     s.DataDir,
-		BinDir:      s.BinDir,
-		Port:        s.Port,
-		SocketDir:   s.SocketDir,
-		Superuser:   s.Superuser,
-		Replication: s.Replication,
-		Rewind:      s.Rewind,
+		Name:           s.Name,
+		ClusterName:    s.Scope,
+		DataDir:        s.DataDir,
+		BinDir:         s.BinDir,
+		Port:           s.Port,
+		ConnectAddress: s.ConnectAddress,
+		SocketDir:      s.SocketDir,
+		Superuser:      s.Superuser,
+		Replication:    s.Replication,
+		Rewind:         s.Rewind,
 		Parameters: map[string]string{
 			"shared_buffers": "16MB",
 			"fsync":          "off", // test clusters never survive an OS crash anyway

@@ -13,7 +13,7 @@ import (
 func TestSpecRoundTrip(t *testing.T) {
 	s := noderun.Spec{
 		Name: "node1", Scope: "c1", Namespace: "ns", Endpoints: []string{"http://127.0.0.1:1", "http://127.0.0.1:2"},
-		BinDir: "/usr/lib/postgresql/15/bin", DataDir: "/tmp/x/data", SocketDir: "/tmp/x/run", Port: 5433,
+		BinDir: "/usr/lib/postgresql/15/bin", DataDir: "/tmp/x/data", SocketDir: "/tmp/x/run", Port: 5433, ConnectAddress: "127.0.0.1:6433",
 		Superuser:   pg.Credentials{Username: "postgres", Password: "su"},
 		Replication: pg.Credentials{Username: "replicator", Password: "re:pl"},
 		Rewind:      pg.Credentials{Username: "rewinder", Password: "rew'ind"},
