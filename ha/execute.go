@@ -281,10 +281,15 @@ func (n *Node) optionalUpstream(c *dcs.Cluster, target string) (pg.Upstream, boo
 // instance runs read-only without streaming.
 func (n *Node) configureStandby(ctx context.Context, up pg.Upstream, hasUp bool) error {
 	if !hasUp {
-		// A standby with no upstream: standby.signal and no conninfo.
-		return n.pg.ConfigureStandby(ctx, pg.Upstream{})
+		up = pg.Upstream{} // a standby with no upstream: standby.signal and no conninfo
 	}
-	return n.pg.ConfigureStandby(ctx, up)
+	err := n.pg.ConfigureStandby(ctx, up)
+	if err == nil {
+		n.standbyUpstream.Store(&up)
+	} else {
+		n.standbyUpstream.Store(nil) // what is configured now is unknown
+	}
+	return err
 }
 
 // stopIfRunning stops Postgres if it runs, with before_stop, on_stop and

@@ -191,6 +191,8 @@ func (n *Node) observe(ctx context.Context, c *dcs.Cluster) failover.Local {
 		if st.WALReceiver != nil {
 			l.ReceiveLSN = max(l.ReceiveLSN, int64(st.WALReceiver.FlushedLSN))
 			l.Upstream = n.memberAt(c, st.WALReceiver.SenderHost, st.WALReceiver.SenderPort)
+		} else if up := n.standbyUpstream.Load(); up != nil && l.InRecovery && up.Host != "" {
+			l.Upstream = n.memberAt(c, up.Host, up.Port)
 		}
 		if n.async == failover.ActionNone {
 			n.pgState, n.crashed = failover.StateRunning, false

@@ -81,6 +81,12 @@ type Node struct {
 	// renews anything, so renewals that reach the DCS while their replies
 	// do not (a one-way cut) cannot keep an orphan leader key alive.
 	abandonLease bool
+	// standbyUpstream is the upstream Postgres was last configured to
+	// follow (nil: not configured by this node, or unknown). With no WAL
+	// receiver (the upstream is unreachable, or the receiver is between
+	// retries) it stands for the upstream, so the node does not
+	// reconfigure Postgres every cycle while Postgres retries by itself.
+	standbyUpstream atomic.Pointer[pg.Upstream]
 	// failsafeUntil: every member acknowledged this primary (failsafe
 	// mode, DCS out of reach); it leads until then as if its lease ran.
 	failsafeUntil time.Time

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Role is what the server is doing: primary (read-write) or replica (in
@@ -239,6 +241,17 @@ func (i *Instance) query(ctx context.Context, conn *pgx.Conn, st *Status) error 
 			st.Timeline = int(*walTLI)
 		}
 	}
+	if inRecovery && wPID == nil {
+		// No WAL receiver: the checkpoint's timeline is that of the last
+		// restartpoint, which after a failover stays behind the timeline
+		// being replayed until the next one (a healthy replica would look
+		// diverged). Ask the standby itself, as Patroni does.
+		if tl, err := i.replayTimeline(ctx); err == nil && tl > st.Timeline {
+			st.Timeline = tl
+		} else if err != nil {
+			i.log.Debug("replay timeline unknown; using the last restartpoint's", "error", err)
+		}
+	}
 	if wPID != nil {
 		w := &WALReceiver{PID: int(*wPID), FlushedLSN: lsn(wFlushed), LatestEndLSN: lsn(wEnd)}
 		if wStatus != nil {
@@ -390,4 +403,42 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 func (i *Instance) hasBackupLabel() bool {
 	_, err := os.Stat(filepath.Join(i.cfg.DataDir, "backup_label"))
 	return err == nil
+}
+
+// replayTimeline returns the timeline a standby replays, from
+// IDENTIFY_SYSTEM over a physical replication connection to itself (the
+// superuser, through the unix socket): on a standby it reports the
+// timeline of the last replayed record. It needs a "local replication"
+// line in pg_hba.conf for the superuser (initdb's defaults have one).
+func (i *Instance) replayTimeline(ctx context.Context) (int, error) {
+	cc, err := pgconn.ParseConfig("")
+	if err != nil {
+		return 0, err
+	}
+	cc.Host = i.cfg.SocketDir
+	cc.Port = uint16(i.cfg.Port)
+	cc.User = i.cfg.Superuser.Username
+	cc.Password = i.cfg.Superuser.Password
+	cc.Database = i.cfg.Database
+	cc.TLSConfig = nil
+	cc.Fallbacks = nil
+	cc.RuntimeParams = map[string]string{"application_name": "pgha", "replication": "true"}
+	cc.ConnectTimeout = 5 * time.Second
+	conn, err := pgconn.ConnectConfig(ctx, cc)
+	if err != nil {
+		return 0, fmt.Errorf("replication connection: %w", err)
+	}
+	defer conn.Close(context.Background())
+	res, err := conn.Exec(ctx, "IDENTIFY_SYSTEM").ReadAll()
+	if err != nil {
+		return 0, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 2 {
+		return 0, errors.New("IDENTIFY_SYSTEM: unexpected result")
+	}
+	tl, err := strconv.Atoi(string(res[0].Rows[0][1]))
+	if err != nil || tl <= 0 {
+		return 0, fmt.Errorf("IDENTIFY_SYSTEM: timeline %q", res[0].Rows[0][1])
+	}
+	return tl, nil
 }

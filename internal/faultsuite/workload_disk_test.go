@@ -35,9 +35,13 @@ const (
 
 // TestWorkloadDisk runs I1 (pg_wal full on the primary) and I2 (disk full
 // on the synchronous standby) under the history workload, about a minute.
-// I2StaleRestartpoint, I2 on a standby whose last restartpoint predates
-// the leader's timeline (right after I1's failover), is skipped: it fails
-// on a known bug (see its skip message).
+// I2StaleRestartpoint is I2 on a standby whose last restartpoint predates
+// the leader's timeline (right after I1's failover). It found a bug, fixed
+// in package pg: a replica with no WAL receiver reported the timeline of
+// its last restartpoint, so after a failover it looked behind the leader's
+// timeline and a healthy replica was run through pg_rewind, in a loop
+// while its receiver stayed down (and after each rewind); the replay
+// timeline now comes from IDENTIFY_SYSTEM.
 func TestWorkloadDisk(t *testing.T) {
 	wlSkipShort(t)
 	if os.Geteuid() != 0 {
@@ -46,12 +50,6 @@ func TestWorkloadDisk(t *testing.T) {
 	e := wlNewEnv(t, "sync", func(o *cluster.Options) { o.NodeTmpfsSize = wlDiskSize })
 	t.Run("I1", func(t *testing.T) { wlI1(t, e) })
 	t.Run("I2StaleRestartpoint", func(t *testing.T) {
-		t.Skip("pgha bug (stale replica timeline): a replica with no WAL receiver reports the timeline of its last restartpoint " +
-			"(pg/status.go), so after a failover, until its next restartpoint, it looks behind the leader's timeline: the decider " +
-			"triggers a divergence check, finds its replay position past the switch point and runs pg_rewind on a healthy replica " +
-			"(once per lost WAL receiver; in a loop while a full disk keeps the receiver down; and in a loop after any pg_rewind, " +
-			"whose pg_control checkpoint is the last common one on the old timeline: the restarted standby is observed before its " +
-			"WAL receiver connects and is rewound again, 17-25 times in 15 s on I1's old primary, up to 19 on a healthy async replica)")
 		wlI2(t, e, true)
 	})
 	t.Run("I2", func(t *testing.T) { wlI2(t, e, false) })
