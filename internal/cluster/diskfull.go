@@ -208,3 +208,18 @@ func (n *Node) FreeDisk() error {
 	n.log.Warn("disk freed", "dir", dir, "free", free)
 	return nil
 }
+
+// CanMountTmpfs reports whether this process can mount a tmpfs (root with
+// CAP_SYS_ADMIN, not in a restricted container), by mounting and
+// unmounting one in a temporary directory; the error says why not.
+func CanMountTmpfs() error {
+	dir, err := os.MkdirTemp("", "pgha-tmpfs-probe-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(dir)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size=1m"); err != nil {
+		return fmt.Errorf("mount tmpfs: %w", err)
+	}
+	return syscall.Unmount(dir, 0)
+}

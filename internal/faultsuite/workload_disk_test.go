@@ -47,6 +47,9 @@ func TestWorkloadDisk(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (tmpfs mounts)")
 	}
+	if err := cluster.CanMountTmpfs(); err != nil {
+		t.Skipf("this machine does not let root mount a tmpfs (a restricted container?): %v", err)
+	}
 	e := wlNewEnv(t, "sync", func(o *cluster.Options) { o.NodeTmpfsSize = wlDiskSize })
 	t.Run("I1", func(t *testing.T) { wlI1(t, e) })
 	t.Run("I2StaleRestartpoint", func(t *testing.T) {
