@@ -84,6 +84,21 @@
 //   - C1: the primary's agent SIGSTOPped for 0.7 s (< retry_timeout):
 //     no failover, no failed or indeterminate write, latency reported.
 //
+// # Replication and disk faults (workload_repl_test.go, workload_disk_test.go)
+//
+//   - D6 (TestWorkloadReplicationStall, slow; cluster.Options.PostgresIngress
+//     puts a proxy in front of each Postgres, published as its conn_url):
+//     the primary's replication connections reset and refused for 4 ttls
+//     while every node reaches etcd: no promotion while the lock is held;
+//     sync mode: /sync names the leader alone and it goes on alone; strict:
+//     no commit acknowledged during the cut; nothing lost.
+//   - I1 and I2 (TestWorkloadDisk, default set, root; each node's data
+//     directory on a size-limited tmpfs): pg_wal full on the primary (it
+//     releases its key after a failed restart, the /sync standby takes
+//     over, nothing lost, no sync-state loop) and a full sync standby (the
+//     sync role moves, it rejoins once space is freed). I2StaleRestartpoint
+//     found the stale replica timeline bug (fixed in package pg).
+//
 // # Watchdog scenarios (workload_watchdog_test.go)
 //
 // TestWorkloadWatchdog gives every node a watchdog device in required

@@ -12,14 +12,17 @@ package faultsuite
 //	                       (TestWorkloadSlowAsync: B4, C4, C3, D1/H1, B6;
 //	                       TestWorkloadSlowSync: B4, C3, D1, F1;
 //	                       TestWorkloadSlowStrict: C1, B1, B2, B4, B6, C3,
-//	                       F1; TestWorkloadRouter: K1, K2). Without it only
+//	                       F1; TestWorkloadRouter: K1, K2;
+//	                       TestWorkloadReplicationStall: D6 in sync and
+//	                       strict mode). Without it only
 //	                       the fast set runs (TestWorkloadAsync: C1, B1, B2,
 //	                       F1, B5; TestWorkloadSync: C1, B1, B2, B6, C4, B5;
 //	                       TestBootstrap: A1, A2 on fresh clusters of their
 //	                       own; TestWorkloadWatchdog: C2, B5 with the
 //	                       emulated watchdog, on a cluster of its own, about
-//	                       80 s), about four and a half to five minutes on
-//	                       two cores without TestWorkloadWatchdog.
+//	                       80 s; TestWorkloadDisk: I1, I2 on per-node
+//	                       tmpfs, about 70 s), about four and a half to
+//	                       five minutes on two cores without those two.
 //	                       -faultsuite.slow (see main_test.go)
 //	                       turns them on too, with the slow
 //	                       DCS-side scenarios.
