@@ -52,6 +52,13 @@ type Instance struct {
 	closeCh   chan struct{}
 	closeOnce sync.Once
 	cc        *connCache     // the connection Status and Promote reuse
+	// replayTL caches the last IDENTIFY_SYSTEM answer of a standby with
+	// no WAL receiver, keyed by postmaster and replay position: the
+	// timeline cannot change while nothing is replayed.
+	replayTL struct {
+		pid, tl int
+		lsn     LSN
+	}
 	watchers  sync.WaitGroup // watchers of adopted postmasters; Close waits for them
 }
 

@@ -246,7 +246,7 @@ func (i *Instance) query(ctx context.Context, conn *pgx.Conn, st *Status) error 
 		// restartpoint, which after a failover stays behind the timeline
 		// being replayed until the next one (a healthy replica would look
 		// diverged). Ask the standby itself, as Patroni does.
-		if tl, err := i.replayTimeline(ctx); err == nil && tl > st.Timeline {
+		if tl, err := i.cachedReplayTimeline(ctx, st.PID, st.ReplayLSN); err == nil && tl > st.Timeline {
 			st.Timeline = tl
 		} else if err != nil {
 			i.log.Debug("replay timeline unknown; using the last restartpoint's", "error", err)
@@ -403,6 +403,27 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 func (i *Instance) hasBackupLabel() bool {
 	_, err := os.Stat(filepath.Join(i.cfg.DataDir, "backup_label"))
 	return err == nil
+}
+
+// cachedReplayTimeline is replayTimeline, asked again only when the
+// postmaster or the replay position changed (a replication connection
+// forks a WAL sender: too slow to open on every status while a failover
+// may be under way).
+func (i *Instance) cachedReplayTimeline(ctx context.Context, pid int, replay LSN) (int, error) {
+	i.mu.Lock()
+	c := i.replayTL
+	i.mu.Unlock()
+	if c.pid == pid && c.lsn == replay && c.tl > 0 {
+		return c.tl, nil
+	}
+	tl, err := i.replayTimeline(ctx)
+	if err != nil {
+		return 0, err
+	}
+	i.mu.Lock()
+	i.replayTL.pid, i.replayTL.lsn, i.replayTL.tl = pid, replay, tl
+	i.mu.Unlock()
+	return tl, nil
 }
 
 // replayTimeline returns the timeline a standby replays, from
