@@ -313,6 +313,17 @@ func (n *Node) checkDivergence(ctx context.Context, c *dcs.Cluster, l failover.L
 		return failover.DivergenceCheckFailed
 	}
 	leaderTL := ps[0].Timeline
+	if l.Running && l.InRecovery && l.Timeline < leaderTL && n.observed.WALReceiver == nil {
+		// With no WAL receiver the observed timeline is the last
+		// restartpoint's, which lags after a failover: ask the standby.
+		if rt, ok := n.pg.(replayTimeliner); ok {
+			if tl, err := rt.ReplayTimeline(ctx); err == nil && int64(tl) > l.Timeline {
+				l.Timeline = int64(tl)
+			} else if err != nil {
+				n.log.Debug("replay timeline unknown; using the last restartpoint's", "error", err)
+			}
+		}
+	}
 	if l.Timeline == leaderTL {
 		return failover.DivergenceNone
 	}
@@ -395,4 +406,10 @@ func (n *Node) releaseIfFenced(ctx context.Context, c *dcs.Cluster) {
 	n.mu.Lock()
 	n.fenced = false
 	n.mu.Unlock()
+}
+
+// replayTimeliner is a Postgres that can tell a standby's replay timeline
+// (*pg.Instance does).
+type replayTimeliner interface {
+	ReplayTimeline(ctx context.Context) (int, error)
 }

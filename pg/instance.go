@@ -51,7 +51,7 @@ type Instance struct {
 	closed    bool
 	closeCh   chan struct{}
 	closeOnce sync.Once
-	cc        *connCache     // the connection Status and Promote reuse
+	cc        *connCache // the connection Status and Promote reuse
 	// replayTL caches the last IDENTIFY_SYSTEM answer of a standby with
 	// no WAL receiver, keyed by postmaster and replay position: the
 	// timeline cannot change while nothing is replayed.
@@ -59,7 +59,7 @@ type Instance struct {
 		pid, tl int
 		lsn     LSN
 	}
-	watchers  sync.WaitGroup // watchers of adopted postmasters; Close waits for them
+	watchers sync.WaitGroup // watchers of adopted postmasters; Close waits for them
 }
 
 // postmaster is one run of the server.

@@ -241,17 +241,6 @@ func (i *Instance) query(ctx context.Context, conn *pgx.Conn, st *Status) error 
 			st.Timeline = int(*walTLI)
 		}
 	}
-	if inRecovery && wPID == nil {
-		// No WAL receiver: the checkpoint's timeline is that of the last
-		// restartpoint, which after a failover stays behind the timeline
-		// being replayed until the next one (a healthy replica would look
-		// diverged). Ask the standby itself, as Patroni does.
-		if tl, err := i.cachedReplayTimeline(ctx, st.PID, st.ReplayLSN); err == nil && tl > st.Timeline {
-			st.Timeline = tl
-		} else if err != nil {
-			i.log.Debug("replay timeline unknown; using the last restartpoint's", "error", err)
-		}
-	}
 	if wPID != nil {
 		w := &WALReceiver{PID: int(*wPID), FlushedLSN: lsn(wFlushed), LatestEndLSN: lsn(wEnd)}
 		if wStatus != nil {
@@ -405,15 +394,28 @@ func (i *Instance) hasBackupLabel() bool {
 	return err == nil
 }
 
-// cachedReplayTimeline is replayTimeline, asked again only when the
-// postmaster or the replay position changed (a replication connection
-// forks a WAL sender: too slow to open on every status while a failover
-// may be under way).
-func (i *Instance) cachedReplayTimeline(ctx context.Context, pid int, replay LSN) (int, error) {
+// ReplayTimeline returns the timeline a standby replays. Status reports a
+// standby's timeline from its WAL receiver, or, with none, from its last
+// restartpoint, which after a failover stays behind the timeline being
+// replayed until the next restartpoint: a healthy replica would look
+// diverged. ReplayTimeline asks the standby itself, with IDENTIFY_SYSTEM
+// over a physical replication connection to itself (the superuser, through
+// the unix socket), as Patroni does: it needs a "local replication" line
+// in pg_hba.conf for the superuser (initdb's defaults have one). The
+// answer is cached until the postmaster or the replay position changes: a
+// replication connection forks a WAL sender, too slow for every status.
+func (i *Instance) ReplayTimeline(ctx context.Context) (int, error) {
+	st, err := i.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if st.Role != RoleReplica {
+		return 0, fmt.Errorf("pg: replay timeline: %w: not a running standby", ErrNotRunning)
+	}
 	i.mu.Lock()
 	c := i.replayTL
 	i.mu.Unlock()
-	if c.pid == pid && c.lsn == replay && c.tl > 0 {
+	if c.pid == st.PID && c.lsn == st.ReplayLSN && c.tl > 0 {
 		return c.tl, nil
 	}
 	tl, err := i.replayTimeline(ctx)
@@ -421,16 +423,14 @@ func (i *Instance) cachedReplayTimeline(ctx context.Context, pid int, replay LSN
 		return 0, err
 	}
 	i.mu.Lock()
-	i.replayTL.pid, i.replayTL.lsn, i.replayTL.tl = pid, replay, tl
+	i.replayTL.pid, i.replayTL.lsn, i.replayTL.tl = st.PID, st.ReplayLSN, tl
 	i.mu.Unlock()
 	return tl, nil
 }
 
-// replayTimeline returns the timeline a standby replays, from
-// IDENTIFY_SYSTEM over a physical replication connection to itself (the
-// superuser, through the unix socket): on a standby it reports the
-// timeline of the last replayed record. It needs a "local replication"
-// line in pg_hba.conf for the superuser (initdb's defaults have one).
+// replayTimeline asks IDENTIFY_SYSTEM over a physical replication
+// connection: on a standby it reports the timeline of the last replayed
+// record.
 func (i *Instance) replayTimeline(ctx context.Context) (int, error) {
 	cc, err := pgconn.ParseConfig("")
 	if err != nil {
