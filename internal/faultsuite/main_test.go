@@ -9,7 +9,7 @@ import (
 )
 
 // slow turns on the slow DCS-side scenarios (see doc.go).
-var slow = flag.Bool("faultsuite.slow", false, "also run the slow DCS-side fault scenarios (sync variants, D3, E2, D7)")
+var slow = flag.Bool("faultsuite.slow", false, "also run the slow DCS-side fault scenarios (sync and strict variants, D3, E2, D9, E1) and every slow workload scenario")
 
 type mainRunner struct{ m *testing.M }
 
