@@ -440,10 +440,27 @@ func (s *wlScenario) finish(want wlExpect) wlOutcome {
 	}
 	t.Logf("%s split-brain checker: %s", s.id, split)
 
+	// A commit whose wait for the synchronous standby was cancelled (the
+	// client timed out: an indeterminate write) is visible on the old
+	// primary at once although no standby has it, and vanishes at the
+	// failover: PostgreSQL's behaviour (RELIABILITY.md G5/G6), reported
+	// apart, never counted when the write was acknowledged.
+	var disappeared []history.Violation
+	cancelledGone := 0
+	for _, v := range r.Of(history.CheckDisappeared) {
+		if infoWrite(ops, v.Value) {
+			cancelledGone++
+		} else {
+			disappeared = append(disappeared, v)
+		}
+	}
+	if cancelledGone > 0 {
+		t.Logf("%s: %d values of indeterminate writes (cancelled synchronous waits) seen by reads and gone after the failover (G5, reported)", s.id, cancelledGone)
+	}
 	count := r.Count()
 	bad := count[history.CheckUnexpected]+count[history.CheckConvergence] > 0 ||
 		(want.TwoWriters == 0 && (count[history.CheckTwoWriters] > 0 || len(split.Violations) > 0)) ||
-		(want.NoLoss && count[history.CheckLost] > 0) || (want.NoDisappeared && count[history.CheckDisappeared] > 0)
+		(want.NoLoss && count[history.CheckLost] > 0) || (want.NoDisappeared && len(disappeared) > 0)
 	if bad {
 		s.keep(ops)
 	}
@@ -460,7 +477,7 @@ func (s *wlScenario) finish(want wlExpect) wlOutcome {
 		require.Empty(t, r.Of(history.CheckLost), "%s: lost acknowledged writes", s.id)
 	}
 	if want.NoDisappeared {
-		require.Empty(t, r.Of(history.CheckDisappeared), "%s: values seen and then gone", s.id)
+		require.Empty(t, disappeared, "%s: values seen and then gone (other than indeterminate writes)", s.id)
 	}
 	return out
 }
