@@ -313,9 +313,11 @@ func (n *Node) checkDivergence(ctx context.Context, c *dcs.Cluster, l failover.L
 		return failover.DivergenceCheckFailed
 	}
 	leaderTL := ps[0].Timeline
-	if l.Running && l.InRecovery && l.Timeline < leaderTL && n.observed.WALReceiver == nil {
-		// With no WAL receiver the observed timeline is the last
-		// restartpoint's, which lags after a failover: ask the standby.
+	if w := n.observed.WALReceiver; l.Running && l.InRecovery && l.Timeline < leaderTL && (w == nil || w.Status != "streaming") {
+		// With no streaming WAL receiver the observed timeline is the last
+		// restartpoint's, which lags after a failover (and after pg_rewind,
+		// which leaves the last common checkpoint in pg_control while the
+		// standby replays onto the new timeline): ask the standby.
 		if rt, ok := n.pg.(replayTimeliner); ok {
 			if tl, err := rt.ReplayTimeline(ctx); err == nil && int64(tl) > l.Timeline {
 				l.Timeline = int64(tl)
